@@ -1,0 +1,127 @@
+"""`wsgate.connections`: how handlers reach the connection table and other clients.
+
+    from wsgate import connections
+
+    @app.route("sendMessage")
+    async def send_message(event, context):            # async handler: await the call
+        await connections.send(event.json["connectionId"], event.json["message"])
+
+    def default(event, context):                       # sync handler: call it plainly
+        connections.broadcast(event["body"])
+
+One object, one name per operation, usable from both kinds of handler: called from the
+event loop (an async handler) each method returns an awaitable task that is already
+running; called from a sync handler's worker thread it blocks until done and returns the
+result. Whichever front end runs the app (the local gateway, or the Lambda adapter on AWS)
+binds the implementation, so handler code never changes between the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from wsgate.exceptions import WsgateError
+
+Data = str | bytes | Any
+"""What can be sent: text, bytes (text if valid UTF-8), or any JSON-serialisable value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """What `info()` tells about a connection (the management API's `GetConnection`)."""
+
+    connection_id: str
+    connected_at: int  # epoch milliseconds
+    last_active_at: int  # epoch milliseconds
+    source_ip: str
+    user_agent: str | None
+    stage: str
+    topics: tuple[str, ...]
+    authorizer: dict[str, Any] | None = None
+
+
+class ConnectionsAPI(Protocol):
+    """What a front end implements to serve `wsgate.connections`."""
+
+    async def send(self, connection_id: str, data: Data) -> None: ...
+    async def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> int: ...
+    async def subscribe(self, connection_id: str, topic: str) -> None: ...
+    async def unsubscribe(self, connection_id: str, topic: str) -> bool: ...
+    async def publish(self, topic: str, data: Data, exclude: Iterable[str] = ()) -> int: ...
+    async def info(self, connection_id: str) -> ConnectionInfo: ...
+    async def disconnect(self, connection_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    api: ConnectionsAPI
+    loop: asyncio.AbstractEventLoop
+
+
+current: contextvars.ContextVar[Binding] = contextvars.ContextVar("wsgate_connections")
+"""Set by the front end around each handler call (copied into worker threads)."""
+
+_fallback: Binding | None = None
+
+
+def bind_default(binding: Binding | None) -> None:
+    """Bind the API for code that runs outside a handler (background tasks of the app)."""
+    global _fallback
+    _fallback = binding
+
+
+class Connections:
+    """The handler-facing API; see the module docstring for how calls behave."""
+
+    @staticmethod
+    def _call(operation: Callable[[ConnectionsAPI], Coroutine[Any, Any, Any]]) -> Any:
+        binding = current.get(None) or _fallback
+        if binding is None:
+            raise WsgateError(
+                "wsgate.connections is only available while a gateway runs the app "
+                "(inside a handler, or after `wsgate serve` started)"
+            )
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is binding.loop:
+            return binding.loop.create_task(operation(binding.api))
+        if running is not None:
+            raise WsgateError("wsgate.connections was called from a foreign event loop")
+        return asyncio.run_coroutine_threadsafe(operation(binding.api), binding.loop).result()
+
+    def send(self, connection_id: str, data: Data) -> Any:
+        """Send one message to a connection. Raises GoneError if it is not open."""
+        return self._call(lambda api: api.send(connection_id, data))
+
+    def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> Any:
+        """Send to every open connection but `exclude`; returns how many received it."""
+        return self._call(lambda api: api.broadcast(data, tuple(exclude)))
+
+    def subscribe(self, connection_id: str, topic: str) -> Any:
+        """Subscribe a connection to a topic. Raises GoneError if it is not open."""
+        return self._call(lambda api: api.subscribe(connection_id, topic))
+
+    def unsubscribe(self, connection_id: str, topic: str) -> Any:
+        """Unsubscribe; returns False if the connection was not subscribed."""
+        return self._call(lambda api: api.unsubscribe(connection_id, topic))
+
+    def publish(self, topic: str, data: Data, exclude: Iterable[str] = ()) -> Any:
+        """Send to every subscriber of `topic` but `exclude`; returns how many received it."""
+        return self._call(lambda api: api.publish(topic, data, tuple(exclude)))
+
+    def info(self, connection_id: str) -> Any:
+        """A `ConnectionInfo` for an open connection. Raises GoneError if it is not open."""
+        return self._call(lambda api: api.info(connection_id))
+
+    def disconnect(self, connection_id: str) -> Any:
+        """Close a connection with 1000, as `DeleteConnection` does. GoneError if not open."""
+        return self._call(lambda api: api.disconnect(connection_id))
+
+
+connections = Connections()

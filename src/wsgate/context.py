@@ -1,0 +1,57 @@
+"""A Lambda-like `context` object for handlers (awslambdaric's `LambdaContext` attributes)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+_log = logging.getLogger("wsgate.handler")
+
+
+@dataclass(frozen=True, slots=True)
+class CognitoIdentity:
+    cognito_identity_id: str | None = None
+    cognito_identity_pool_id: str | None = None
+
+
+@dataclass(slots=True)
+class LambdaContext:
+    """What a Python Lambda handler reads from `context`, with the same names and types.
+
+    `memory_limit_in_mb` is a string, as in the Python runtime. The deadline is the
+    gateway's handler timeout, so `get_remaining_time_in_millis()` counts down to it.
+    """
+
+    function_name: str
+    deadline: float  # time.monotonic() value
+    memory_limit_in_mb: str = "128"
+    function_version: str = "$LATEST"
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    identity: CognitoIdentity = field(default_factory=CognitoIdentity)
+    client_context: None = None
+    tenant_id: None = None
+    _clock: Callable[[], float] = time.monotonic
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        day = time.strftime("%Y/%m/%d", time.gmtime())
+        return f"{day}/[{self.function_version}]{self.aws_request_id.replace('-', '')}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - self._clock()) * 1000))
+
+    def log(self, message: str) -> None:
+        _log.info("%s %s", self.aws_request_id, message.rstrip("\n"))

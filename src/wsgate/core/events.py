@@ -1,0 +1,164 @@
+"""Lambda proxy events, shaped as API Gateway sends them to a WebSocket route's function.
+
+Pure: ids and times are passed in. The shapes follow the spec (section 3): keys that AWS
+omits are absent, not null; `$connect` carries the client's headers minus `Connection`,
+`Upgrade` and `Content-Length` plus the gateway's own; messages carry no headers;
+`$disconnect` carries AWS's fixed synthetic header set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsgate.core.routing import CONNECT, DISCONNECT
+
+_DROPPED_CONNECT_HEADERS = frozenset({"connection", "upgrade", "content-length"})
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(slots=True)
+class ConnectionInfo:
+    """What the gateway knows about one connection, shared by all of its events."""
+
+    connection_id: str
+    connected_at: int  # epoch milliseconds
+    source_ip: str
+    user_agent: str | None
+    domain_name: str
+    stage: str
+    api_id: str
+    authorizer: dict[str, Any] | None = None
+    _identity: dict[str, str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        identity = {"sourceIp": self.source_ip}
+        if self.user_agent is not None:
+            identity = {"userAgent": self.user_agent, "sourceIp": self.source_ip}
+        self._identity = identity
+
+    def request_context(
+        self, route_key: str, event_type: str, request_id: str, now_ms: int
+    ) -> dict[str, Any]:
+        """The `requestContext` common to the three event types."""
+        context: dict[str, Any] = {
+            "routeKey": route_key,
+            "eventType": event_type,
+            "extendedRequestId": request_id,
+            "requestTime": request_time(now_ms),
+            "messageDirection": "IN",
+            "stage": self.stage,
+            "connectedAt": self.connected_at,
+            "requestTimeEpoch": now_ms,
+            "identity": dict(self._identity),
+            "requestId": request_id,
+            "domainName": self.domain_name,
+            "connectionId": self.connection_id,
+            "apiId": self.api_id,
+        }
+        if self.authorizer is not None:
+            context["authorizer"] = dict(self.authorizer)
+        return context
+
+
+_time_cache: tuple[int, str] = (-1, "")
+
+
+def request_time(now_ms: int) -> str:
+    """CLF time as in `requestTime`: `20/Jan/2024:11:55:08 +0000` (UTC, English month)."""
+    global _time_cache
+    second = now_ms // 1000
+    if _time_cache[0] != second:
+        t = time.gmtime(second)
+        text = (
+            f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+        )
+        _time_cache = (second, text)
+    return _time_cache[1]
+
+
+def _single_and_multi(
+    pairs: Iterable[tuple[str, str]],
+) -> tuple[dict[str, str], dict[str, list[str]]]:
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        single[name] = value  # the last value wins, as in REST v1 proxy events
+        multi.setdefault(name, []).append(value)
+    return single, multi
+
+
+def connect_event(
+    info: ConnectionInfo,
+    *,
+    headers: Iterable[tuple[str, str]],
+    query: Iterable[tuple[str, str]],
+    gateway_headers: Mapping[str, str],
+    stage_variables: Mapping[str, str] | None,
+    request_id: str,
+    now_ms: int,
+) -> dict[str, Any]:
+    """The `$connect` event: client headers (casing kept) plus gateway headers, and the query."""
+    pairs = [(k, v) for k, v in headers if k.lower() not in _DROPPED_CONNECT_HEADERS]
+    present = {k.lower() for k, _ in pairs}
+    pairs.extend((k, v) for k, v in gateway_headers.items() if k.lower() not in present)
+    single, multi = _single_and_multi(pairs)
+    event: dict[str, Any] = {"headers": single, "multiValueHeaders": multi}
+    query_pairs = list(query)
+    if query_pairs:
+        qs, mqs = _single_and_multi(query_pairs)
+        event["queryStringParameters"] = qs
+        event["multiValueQueryStringParameters"] = mqs
+    if stage_variables:
+        event["stageVariables"] = dict(stage_variables)
+    event["requestContext"] = info.request_context(CONNECT, "CONNECT", request_id, now_ms)
+    event["isBase64Encoded"] = False
+    return event
+
+
+def message_event(
+    info: ConnectionInfo,
+    *,
+    route_key: str,
+    body: str,
+    is_base64: bool,
+    stage_variables: Mapping[str, str] | None,
+    message_id: str,
+    request_id: str,
+    now_ms: int,
+) -> dict[str, Any]:
+    """A MESSAGE event: the message text unchanged in `body`, no headers."""
+    context = info.request_context(route_key, "MESSAGE", request_id, now_ms)
+    context["messageId"] = message_id
+    event: dict[str, Any] = {"requestContext": context, "body": body, "isBase64Encoded": is_base64}
+    if stage_variables:
+        event["stageVariables"] = dict(stage_variables)
+    return event
+
+
+def disconnect_event(
+    info: ConnectionInfo,
+    *,
+    status_code: int,
+    reason: str,
+    stage_variables: Mapping[str, str] | None,
+    request_id: str,
+    now_ms: int,
+) -> dict[str, Any]:
+    """The `$disconnect` event: AWS's fixed header set, the close code and reason."""
+    headers = {"Host": info.domain_name, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": ""}
+    context = info.request_context(DISCONNECT, "DISCONNECT", request_id, now_ms)
+    context["disconnectStatusCode"] = status_code
+    context["disconnectReason"] = reason
+    event: dict[str, Any] = {
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "requestContext": context,
+        "isBase64Encoded": False,
+    }
+    if stage_variables:
+        event["stageVariables"] = dict(stage_variables)
+    return event

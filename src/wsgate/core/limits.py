@@ -1,0 +1,91 @@
+"""Gateway limits, with API Gateway's published WebSocket quotas as defaults.
+
+Pure: the checks take the current time as an argument and return what the caller must
+do (a close code and reason), never raise deep inside I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes the gateway uses (RFC 6455 section 7.4.1)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    UNSUPPORTED_DATA = 1003
+    NO_STATUS = 1005
+    ABNORMAL = 1006
+    INVALID_PAYLOAD = 1007
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """A close the gateway decided on: the code and reason sent and seen by `$disconnect`."""
+
+    code: int
+    reason: str
+
+
+#: `DeleteConnection` closes with 1000; `$disconnect` then reads this reason (observed on AWS).
+CLOSED_BY_MANAGEMENT_API = Close(CloseCode.NORMAL, "Connection Closed Normally")
+#: Idle timeout: observed on AWS as 1001 "Going away".
+IDLE_TIMEOUT = Close(CloseCode.GOING_AWAY, "Going away")
+#: 2-hour limit: AWS's code is not documented; 1001 "Going away" as the spec recommends.
+DURATION_LIMIT = Close(CloseCode.GOING_AWAY, "Going away")
+#: Inbound message over the size limit (documented 1009).
+MESSAGE_TOO_BIG = Close(CloseCode.MESSAGE_TOO_BIG, "Message too big")
+#: Inbound binary frame while binary messages are not accepted (documented 1003).
+BINARY_NOT_SUPPORTED = Close(CloseCode.UNSUPPORTED_DATA, "Binary frames are not supported")
+#: Gateway shutting down.
+SHUTDOWN = Close(CloseCode.GOING_AWAY, "Going away")
+#: A client that vanished without a close frame: RFC 6455's 1006 (AWS's value is unknown).
+ABNORMAL_CLOSURE = Close(CloseCode.ABNORMAL, "")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """How much a connection may do before the gateway closes it.
+
+    Defaults are API Gateway's WebSocket quotas ("KB" read as 1024 bytes, as in the
+    management API model's 131072-byte cap):
+
+    - `max_message_bytes`: 128 KB message payload; inbound beyond it closes with 1009,
+      a management `PostToConnection` beyond it is answered 413.
+    - `idle_timeout`: 10 minutes without a data message in either direction.
+    - `max_connection_duration`: 2 hours, then the gateway closes the connection.
+    - `handler_timeout`: 29 s integration timeout.
+    - `max_concurrent_messages`: not an AWS quota. How many messages of one connection are
+      dispatched at once; past it the gateway stops reading that socket until one
+      finishes, so a flooding client slows itself down instead of growing memory.
+    """
+
+    max_message_bytes: int = 128 * 1024
+    idle_timeout: float = 600.0
+    max_connection_duration: float = 7200.0
+    handler_timeout: float = 29.0
+    max_concurrent_messages: int = 32
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_bytes", "max_concurrent_messages"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("idle_timeout", "max_connection_duration", "handler_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def expired(self, now: float, connected_at: float, last_active_at: float) -> Close | None:
+        """The close to apply to a connection at `now` (seconds), or None if it may live on."""
+        if now - connected_at >= self.max_connection_duration:
+            return DURATION_LIMIT
+        if now - last_active_at >= self.idle_timeout:
+            return IDLE_TIMEOUT
+        return None
+
+    def sweep_interval(self) -> float:
+        """How often the gateway should look for expired connections."""
+        return max(0.05, min(1.0, self.idle_timeout / 10, self.max_connection_duration / 10))

@@ -1,0 +1,71 @@
+"""The HTTP listener: one port for WebSocket clients and the `@connections` API.
+
+    GET  /{stage}, /{stage}/, /      WebSocket upgrade (plain GET: 426 Upgrade Required)
+    *    [/{stage}]/@connections/... management API (loopback callers only, by default)
+    anything else                    403 {"message": "Forbidden"}, as API Gateway answers
+
+`/` is a local convenience (`wsgate connect ws://127.0.0.1:8080`); on AWS the stage is
+part of every URL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from aiohttp import hdrs, web
+
+from wsgate.server.gateway import Gateway
+from wsgate.server.management import ManagementAPI, forbidden, parse_path, payload_too_large
+
+
+def _is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        return ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+def build_http_app(gateway: Gateway, *, allow_remote_management: bool = False) -> web.Application:
+    """The aiohttp application serving `gateway`."""
+    management = ManagementAPI(
+        gateway,
+        gateway.store,
+        stage=gateway.stage,
+        max_message_bytes=gateway.limits.max_message_bytes,
+    )
+    socket_paths = {"/", f"/{gateway.stage}", f"/{gateway.stage}/"}
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        raw_path = request.rel_url.raw_path
+        path = parse_path(raw_path, gateway.stage)
+        if path is not None:
+            if not allow_remote_management and not _is_loopback(request.remote):
+                result = forbidden(
+                    "the management API only answers loopback callers; "
+                    "start wsgate with --allow-remote-management to change that"
+                )
+            else:
+                try:
+                    body = await request.read() if request.method == "POST" else b""
+                except web.HTTPRequestEntityTooLarge:
+                    result = payload_too_large(None, gateway.limits.max_message_bytes)
+                else:
+                    result = await management.handle(request.method, path, body)
+            return web.Response(status=result.status, headers=result.headers, body=result.body)
+        if request.path in socket_paths and request.method == "GET":
+            upgrade = request.headers.get(hdrs.UPGRADE, "").lower()
+            if upgrade != "websocket":
+                return web.json_response(
+                    {"message": "Upgrade Required: connect with a WebSocket client"},
+                    status=426,
+                    headers={hdrs.UPGRADE: "websocket"},
+                )
+            return await gateway.handle(request)
+        return web.json_response({"message": "Forbidden"}, status=403)
+
+    # Bodies a little over the limit are read so the 413 can say their size.
+    app = web.Application(client_max_size=2 * gateway.limits.max_message_bytes)
+    app.router.add_route("*", "/{tail:.*}", route)
+    return app

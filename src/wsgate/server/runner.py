@@ -1,0 +1,137 @@
+"""Start and stop a gateway: `serve()` for Python and tests, `run()` for the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from wsgate.app import App
+from wsgate.core.limits import Limits
+from wsgate.exceptions import ConfigError
+from wsgate.server.gateway import Gateway
+from wsgate.server.http import build_http_app
+from wsgate.store import DEFAULT_STORE_URL, Store, open_store
+
+log = logging.getLogger("wsgate.server")
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A running gateway and where to reach it."""
+
+    gateway: Gateway
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL clients connect to, stage included."""
+        return f"ws://{self._authority}/{self.gateway.stage}"
+
+    @property
+    def management_url(self) -> str:
+        """The `endpoint_url` for boto3's `apigatewaymanagementapi` client."""
+        return f"http://{self._authority}/{self.gateway.stage}"
+
+    @property
+    def _authority(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    app: App,
+    *,
+    # Network
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    # API Gateway
+    stage: str = "dev",
+    api_id: str | None = None,
+    stage_variables: Mapping[str, str] | None = None,
+    # State
+    store: Store | str = DEFAULT_STORE_URL,
+    # Limits
+    limits: Limits | None = None,
+    # Security
+    allow_remote_management: bool = False,
+) -> AsyncIterator[Server]:
+    """Run `app` until the block exits; port 0 picks a free port (see `Server.port`).
+
+        async with serve(app, port=0, store="memory://") as server:
+            print(server.url)
+    """
+    _check_stage(stage)
+    gateway = Gateway(
+        app,
+        open_store(store) if isinstance(store, str) else store,
+        stage=stage,
+        limits=limits,
+        api_id=api_id,
+        stage_variables=stage_variables,
+    )
+    await gateway.start()
+    runner = web.AppRunner(
+        build_http_app(gateway, allow_remote_management=allow_remote_management),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+    )
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        bound = _bound_port(site)
+        yield Server(gateway, host, bound)
+    finally:
+        await gateway.stop()
+        await runner.cleanup()
+
+
+def _check_stage(stage: str) -> None:
+    if not stage or "/" in stage or stage.startswith(("@", "%40")):
+        raise ConfigError(f"bad stage name {stage!r}: use letters, digits, '-' or '_'")
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server = site._server
+    assert server is not None
+    sockets = getattr(server, "sockets", None) or []
+    for sock in sockets:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            return int(sock.getsockname()[1])
+    raise RuntimeError("the listener has no TCP socket")
+
+
+def run(
+    app: App,
+    *,
+    on_ready: Callable[[Server], None] | None = None,
+    **options: object,
+) -> None:
+    """Serve `app` until SIGINT/SIGTERM, then close every connection and stop."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with serve(app, **options) as server:  # type: ignore[arg-type]
+            if on_ready is not None:
+                on_ready(server)
+            await stop.wait()
+            log.info("stopping: closing %d connections", len(server.gateway.live))
+
+    asyncio.run(main())

@@ -1,0 +1,227 @@
+"""SQLite store: the embedded default. One file, WAL journal, safe across restarts.
+
+The file belongs to one gateway at a time (an exclusive lock next to it says so), which is
+what makes purging on open safe: every connection in the file belonged to a gateway that
+is no longer running, whether it stopped cleanly or was killed. sqlite3 calls block, so they
+run on one dedicated thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from wsgate.exceptions import StoreError
+from wsgate.store.base import ConnectionRecord
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS connections (
+    connection_id TEXT PRIMARY KEY,
+    connected_at INTEGER NOT NULL,
+    source_ip TEXT NOT NULL,
+    last_active_at INTEGER NOT NULL,
+    user_agent TEXT,
+    stage TEXT NOT NULL,
+    domain_name TEXT NOT NULL,
+    node TEXT NOT NULL,
+    authorizer TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subscriptions (
+    topic TEXT NOT NULL,
+    connection_id TEXT NOT NULL REFERENCES connections(connection_id) ON DELETE CASCADE,
+    PRIMARY KEY (topic, connection_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS subscriptions_by_connection ON subscriptions (connection_id, topic);
+"""
+
+
+class SQLiteStore:
+    """Connections and subscriptions in a SQLite file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._lock_file: IO[str] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._db is None or self._executor is None:
+            raise StoreError(f"sqlite store {self.path} is not open")
+        db = self._db
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, db)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite store {self.path}: {exc}") from exc
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsgate-sqlite")
+        try:
+            self._db = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._connect
+            )
+        except sqlite3.Error as exc:
+            await self.close()
+            raise StoreError(f"cannot open sqlite store {self.path}: {exc}") from exc
+
+    def _take_lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_file = open(lock_path, "a+")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            owner = lock_file.read().strip() or "another process"
+            lock_file.close()
+            raise StoreError(
+                f"sqlite store {self.path} is in use by another gateway (pid {owner}); "
+                "give each gateway its own file"
+            ) from None
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(str(os.getpid()))
+        lock_file.flush()
+        self._lock_file = lock_file
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            db.close()
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is not {SCHEMA_VERSION}; was it written by a newer wsgate?"
+            )
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # Purge what a stopped or killed gateway left: none of those sockets is open now.
+        db.execute("DELETE FROM subscriptions")
+        db.execute("DELETE FROM connections")
+        return db
+
+    async def close(self) -> None:
+        if self._db is not None and self._executor is not None:
+            db = self._db
+            await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
+        self._db = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    async def add_connection(self, record: ConnectionRecord) -> None:
+        row = (
+            record.connection_id,
+            record.connected_at,
+            record.source_ip,
+            record.last_active_at,
+            record.user_agent,
+            record.stage,
+            record.domain_name,
+            record.node,
+            None if record.authorizer is None else json.dumps(record.authorizer),
+        )
+        await self._run(
+            lambda db: db.execute("INSERT OR REPLACE INTO connections VALUES (?,?,?,?,?,?,?,?,?)", row)
+        )
+
+    async def touch(self, activity: dict[str, int]) -> None:
+        rows = [(at, connection_id) for connection_id, at in activity.items()]
+        await self._run(
+            lambda db: db.executemany(
+                "UPDATE connections SET last_active_at = ? WHERE connection_id = ?", rows
+            )
+        )
+
+    async def remove_connection(self, connection_id: str) -> bool:
+        def remove(db: sqlite3.Connection) -> bool:
+            # ON DELETE CASCADE drops the subscriptions in the same statement.
+            return db.execute(
+                "DELETE FROM connections WHERE connection_id = ?", (connection_id,)
+            ).rowcount > 0
+
+        return await self._run(remove)
+
+    async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT * FROM connections WHERE connection_id = ?", (connection_id,)
+            ).fetchone()
+        )
+        return None if row is None else _record(row)
+
+    async def connection_ids(self) -> list[str]:
+        rows = await self._run(
+            lambda db: db.execute("SELECT connection_id FROM connections").fetchall()
+        )
+        return [row[0] for row in rows]
+
+    async def subscribe(self, connection_id: str, topic: str) -> bool:
+        def subscribe(db: sqlite3.Connection) -> bool:
+            # Only a known connection may subscribe: no orphan subscriptions.
+            db.execute(
+                "INSERT OR IGNORE INTO subscriptions SELECT ?, connection_id FROM connections "
+                "WHERE connection_id = ?",
+                (topic, connection_id),
+            )
+            return db.execute(
+                "SELECT 1 FROM subscriptions WHERE topic = ? AND connection_id = ?",
+                (topic, connection_id),
+            ).fetchone() is not None
+
+        return await self._run(subscribe)
+
+    async def unsubscribe(self, connection_id: str, topic: str) -> bool:
+        return await self._run(
+            lambda db: db.execute(
+                "DELETE FROM subscriptions WHERE topic = ? AND connection_id = ?",
+                (topic, connection_id),
+            ).rowcount > 0
+        )
+
+    async def subscribers(self, topic: str) -> list[str]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT connection_id FROM subscriptions WHERE topic = ?", (topic,)
+            ).fetchall()
+        )
+        return [row[0] for row in rows]
+
+    async def topics(self, connection_id: str) -> list[str]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT topic FROM subscriptions WHERE connection_id = ? ORDER BY topic",
+                (connection_id,),
+            ).fetchall()
+        )
+        return [row[0] for row in rows]
+
+
+def _record(row: tuple[Any, ...]) -> ConnectionRecord:
+    cid, connected_at, source_ip, last_active_at, user_agent, stage, domain_name, node, auth = row
+    return ConnectionRecord(
+        connection_id=cid,
+        connected_at=connected_at,
+        source_ip=source_ip,
+        last_active_at=last_active_at,
+        user_agent=user_agent,
+        stage=stage,
+        domain_name=domain_name,
+        node=node,
+        authorizer=None if auth is None else json.loads(auth),
+    )
