@@ -1,0 +1,24 @@
+"""Broadcast (seeds 000 and 002): what one client says, every open connection hears.
+
+    {"action": "onMessage", "data": X}  -> everyone, the sender included, receives X as JSON
+    anything else                       -> everyone receives the message text unchanged
+
+The seeds keep connection ids in a DynamoDB table, scan it to broadcast and delete the ids
+that answer 410. wsgate's store does all three: `broadcast` skips and forgets dead ones.
+"""
+
+import json
+
+from wsgate import App, connections
+
+app = App(name="broadcast")  # routes on $request.body.action
+
+
+@app.route("onMessage")
+async def on_message(event, context):
+    await connections.broadcast(json.dumps(event.json["data"]))
+
+
+@app.default
+async def default(event, context):
+    await connections.broadcast(event["body"])

@@ -1,0 +1,33 @@
+"""Direct messages (seed 003): learn your connection id, then message another connection.
+
+    {"action": "whoAmI"}                                         -> your connection id
+    {"action": "sendMessage", "connectionId": ID, "message": M}  -> ID receives M
+"""
+
+import json
+
+from wsgate import App, GoneError, connections
+
+app = App(name="direct")  # routes on $request.body.action
+
+
+@app.route("whoAmI")
+async def who_am_i(event, context):
+    await connections.send(event.connection_id, event.connection_id)
+
+
+@app.route("sendMessage")
+async def send_message(event, context):
+    body = event.json
+    target, message = body.get("connectionId"), body.get("message")
+    if not isinstance(target, str) or message is None:
+        error = "sendMessage needs 'connectionId' (a string) and 'message'"
+    else:
+        try:
+            await connections.send(target, message)
+            return
+        except GoneError:
+            error = "no open connection with that id"
+    await connections.send(
+        event.connection_id, json.dumps({"error": error, "connectionId": target})
+    )
