@@ -1,7 +1,7 @@
 """Direct messages (seed 003): learn your connection id, then message another connection.
 
-    {"action": "whoAmI"}                                         -> your connection id
-    {"action": "sendMessage", "connectionId": ID, "message": M}  -> ID receives M
+{"action": "whoAmI"}                                         -> your connection id
+{"action": "sendMessage", "connectionId": ID, "message": M}  -> ID receives M
 """
 
 import json

@@ -1,7 +1,7 @@
 """Echo (seed 000): every message comes back to its sender, unchanged.
 
-    wsgate serve examples/echo.py
-    wsgate connect ws://127.0.0.1:8080/dev
+wsgate serve examples/echo.py
+wsgate connect ws://127.0.0.1:8080/dev
 """
 
 from wsgate import App, connections

@@ -1,6 +1,6 @@
 """The route table for the plain functions in handlers.py (seed 002's serverless.yml, in Python).
 
-    wsgate serve examples/lambda_chat/app.py
+wsgate serve examples/lambda_chat/app.py
 """
 
 from wsgate import App

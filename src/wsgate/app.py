@@ -96,7 +96,9 @@ def import_handler(path: str) -> Handler:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"unable to import module {module_name!r} for handler {path!r}: {exc}") from exc
+        raise ConfigError(
+            f"unable to import module {module_name!r} for handler {path!r}: {exc}"
+        ) from exc
     try:
         handler = getattr(module, attr)
     except AttributeError:

@@ -1,11 +1,11 @@
 """The app `wsgate serve` runs when given no TARGET: the seeds' four apps in one.
 
-    anything that is no action below              -> echoed back to the sender
-    {"action": "onMessage", "data": X}            -> every connection receives X as JSON
-    {"action": "subscribe" | "unsubscribe", "topic": T}
-    {"action": "publish", "topic": T, "data": X}  -> other subscribers get {"topic", "data"}
-    {"action": "whoAmI"}                          -> your connection id
-    {"action": "sendMessage", "connectionId": ID, "message": M} -> ID receives M
+anything that is no action below              -> echoed back to the sender
+{"action": "onMessage", "data": X}            -> every connection receives X as JSON
+{"action": "subscribe" | "unsubscribe", "topic": T}
+{"action": "publish", "topic": T, "data": X}  -> other subscribers get {"topic", "data"}
+{"action": "whoAmI"}                          -> your connection id
+{"action": "sendMessage", "connectionId": ID, "message": M} -> ID receives M
 """
 
 from __future__ import annotations

@@ -37,8 +37,12 @@ def _load(target: str | None) -> App:
     help="Connection store: memory:// or sqlite:///path/to/file.db.",
 )
 @click.option("--idle-timeout", default=600.0, show_default=True, help="Seconds without a message.")
-@click.option("--max-duration", default=7200.0, show_default=True, help="Seconds a connection may live.")
-@click.option("--handler-timeout", default=29.0, show_default=True, help="Seconds a handler may run.")
+@click.option(
+    "--max-duration", default=7200.0, show_default=True, help="Seconds a connection may live."
+)
+@click.option(
+    "--handler-timeout", default=29.0, show_default=True, help="Seconds a handler may run."
+)
 @click.option(
     "--allow-remote-management",
     is_flag=True,

@@ -52,7 +52,9 @@ def connect_decision(result: Any) -> ConnectDecision:
     if result is None:
         return ConnectDecision(200)
     if not isinstance(result, dict):
-        return ConnectDecision(502, problem=f"$connect returned {type(result).__name__}, not a dict")
+        return ConnectDecision(
+            502, problem=f"$connect returned {type(result).__name__}, not a dict"
+        )
     status = result.get("statusCode", 200)
     if type(status) is not int or not 100 <= status <= 599:
         return ConnectDecision(502, problem=f"$connect returned an invalid statusCode {status!r}")

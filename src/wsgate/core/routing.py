@@ -122,7 +122,9 @@ class RouteSelector:
         single = self._parts[0] if len(self._parts) == 1 else None
         self._single_key = (
             single.steps[0]
-            if isinstance(single, _Path) and len(single.steps) == 1 and isinstance(single.steps[0], str)
+            if isinstance(single, _Path)
+            and len(single.steps) == 1
+            and isinstance(single.steps[0], str)
             else None
         )
 

@@ -20,9 +20,9 @@ import json
 import logging
 import os
 import time
-from http import HTTPStatus
 from collections.abc import Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from typing import Any
 
 import aiohttp
@@ -88,8 +88,16 @@ def encode(data: Data) -> str | bytes:
 class LiveConnection:
     """An open socket and what the gateway tracks about it."""
 
-    __slots__ = ("close", "connected_mono", "info", "last_active_mono", "last_active_ms",
-                 "slots", "touched", "ws")
+    __slots__ = (
+        "close",
+        "connected_mono",
+        "info",
+        "last_active_mono",
+        "last_active_ms",
+        "slots",
+        "touched",
+        "ws",
+    )
 
     def __init__(self, info: ConnectionInfo, ws: web.WebSocketResponse, limit: int) -> None:
         self.info = info
@@ -209,13 +217,19 @@ class Gateway:
         except TimeoutError:
             handler_log.error(
                 "%s handler %s timed out after %ss (connection %s)",
-                route.key, route.name, timeout, event.connection_id,
+                route.key,
+                route.name,
+                timeout,
+                event.connection_id,
             )
             raise HandlerTimedOut from None
         except Exception as exc:
             handler_log.error(
                 "%s handler %s failed (connection %s, request %s)",
-                route.key, route.name, event.connection_id, context.aws_request_id,
+                route.key,
+                route.name,
+                event.connection_id,
+                context.aws_request_id,
                 exc_info=True,
             )
             raise HandlerFailed from exc
@@ -415,7 +429,9 @@ class Gateway:
             try:
                 result = await self.invoke(route, event)
             except HandlerTimedOut:
-                await self._reply(conn, error_frame(ENDPOINT_TIMED_OUT, info.connection_id, request_id))
+                await self._reply(
+                    conn, error_frame(ENDPOINT_TIMED_OUT, info.connection_id, request_id)
+                )
             except HandlerFailed:
                 await self._reply(
                     conn, error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)

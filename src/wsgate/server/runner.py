@@ -67,8 +67,8 @@ async def serve(
 ) -> AsyncIterator[Server]:
     """Run `app` until the block exits; port 0 picks a free port (see `Server.port`).
 
-        async with serve(app, port=0, store="memory://") as server:
-            print(server.url)
+    async with serve(app, port=0, store="memory://") as server:
+        print(server.url)
     """
     _check_stage(stage)
     gateway = Gateway(

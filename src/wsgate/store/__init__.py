@@ -24,10 +24,10 @@ def open_store(url: str) -> Store:
         # sqlite:///relative.db and sqlite:////absolute.db, as in SQLAlchemy URLs.
         path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
         if not path:
-            raise ConfigError(f"sqlite store URL needs a file path: sqlite:///path/to.db, got {url!r}")
+            raise ConfigError(
+                f"sqlite store URL needs a file path: sqlite:///path/to.db, got {url!r}"
+            )
         from wsgate.store.sqlite import SQLiteStore
 
         return SQLiteStore(path)
-    raise ConfigError(
-        f"unknown store {url!r}: use memory:// or sqlite:///path/to/file.db"
-    )
+    raise ConfigError(f"unknown store {url!r}: use memory:// or sqlite:///path/to/file.db")

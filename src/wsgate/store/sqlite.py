@@ -77,7 +77,7 @@ class SQLiteStore:
 
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
-        lock_file = open(lock_path, "a+")  # noqa: SIM115 - held until close()
+        lock_file = open(lock_path, "a+")
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -103,7 +103,8 @@ class SQLiteStore:
         if version not in (0, SCHEMA_VERSION):
             db.close()
             raise sqlite3.DatabaseError(
-                f"schema version {version} is not {SCHEMA_VERSION}; was it written by a newer wsgate?"
+                f"schema version {version} is not {SCHEMA_VERSION} "
+                "(written by a newer wsgate?)"
             )
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -137,7 +138,9 @@ class SQLiteStore:
             None if record.authorizer is None else json.dumps(record.authorizer),
         )
         await self._run(
-            lambda db: db.execute("INSERT OR REPLACE INTO connections VALUES (?,?,?,?,?,?,?,?,?)", row)
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO connections VALUES (?,?,?,?,?,?,?,?,?)", row
+            )
         )
 
     async def touch(self, activity: dict[str, int]) -> None:
@@ -151,9 +154,12 @@ class SQLiteStore:
     async def remove_connection(self, connection_id: str) -> bool:
         def remove(db: sqlite3.Connection) -> bool:
             # ON DELETE CASCADE drops the subscriptions in the same statement.
-            return db.execute(
-                "DELETE FROM connections WHERE connection_id = ?", (connection_id,)
-            ).rowcount > 0
+            return (
+                db.execute(
+                    "DELETE FROM connections WHERE connection_id = ?", (connection_id,)
+                ).rowcount
+                > 0
+            )
 
         return await self._run(remove)
 
@@ -179,19 +185,25 @@ class SQLiteStore:
                 "WHERE connection_id = ?",
                 (topic, connection_id),
             )
-            return db.execute(
-                "SELECT 1 FROM subscriptions WHERE topic = ? AND connection_id = ?",
-                (topic, connection_id),
-            ).fetchone() is not None
+            return (
+                db.execute(
+                    "SELECT 1 FROM subscriptions WHERE topic = ? AND connection_id = ?",
+                    (topic, connection_id),
+                ).fetchone()
+                is not None
+            )
 
         return await self._run(subscribe)
 
     async def unsubscribe(self, connection_id: str, topic: str) -> bool:
         return await self._run(
-            lambda db: db.execute(
-                "DELETE FROM subscriptions WHERE topic = ? AND connection_id = ?",
-                (topic, connection_id),
-            ).rowcount > 0
+            lambda db: (
+                db.execute(
+                    "DELETE FROM subscriptions WHERE topic = ? AND connection_id = ?",
+                    (topic, connection_id),
+                ).rowcount
+                > 0
+            )
         )
 
     async def subscribers(self, topic: str) -> list[str]:
