@@ -1,0 +1,92 @@
+"""Shared test helpers: a real gateway on an ephemeral port, real clients.
+
+`run_gateway(app)` starts the gateway on 127.0.0.1:0 in a thread with its own event loop,
+so tests use blocking clients (websockets' sync client, boto3) exactly as users do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from wsgate import App
+from wsgate.server import Server, serve
+
+#: Multiply every wait by this on slow machines.
+TIMEOUT_FACTOR = float(os.environ.get("WSGATE_TESTS_TIMEOUT_FACTOR", "1"))
+TIMEOUT = 5.0 * TIMEOUT_FACTOR
+
+
+@contextmanager
+def run_gateway(app: App, **options: Any) -> Iterator[Server]:
+    """Serve `app` on an ephemeral port for the duration of the block."""
+    options.setdefault("store", "memory://")
+    options.setdefault("port", 0)
+    ready: list[Server] = []
+    errors: list[BaseException] = []
+    started = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        try:
+            async with serve(app, **options) as server:
+                ready.append(server)
+                started.set()
+                await stop.wait()
+        except BaseException as exc:
+            errors.append(exc)
+            started.set()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    started.wait(TIMEOUT)
+    if errors:
+        raise errors[0]
+    assert ready, "gateway did not start"
+    try:
+        yield ready[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(TIMEOUT * 4)
+        loop.close()
+        if errors:
+            raise errors[0]
+
+
+def ws_connect(url: str, **kwargs: Any) -> ClientConnection:
+    """A real WebSocket client (python-websockets' sync client)."""
+    kwargs.setdefault("open_timeout", TIMEOUT)
+    kwargs.setdefault("close_timeout", TIMEOUT)
+    return connect(url, **kwargs)
+
+
+def recv(ws: ClientConnection, timeout: float = TIMEOUT) -> str | bytes:
+    return ws.recv(timeout=timeout)
+
+
+def management_client(server: Server) -> Any:
+    """boto3's real apigatewaymanagementapi client, pointed at the gateway."""
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=server.management_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's WSGATE_* or AWS_* settings."""
+    for name in list(os.environ):
+        if name.startswith(("WSGATE_", "AWS_")) and name != "WSGATE_TESTS_TIMEOUT_FACTOR":
+            monkeypatch.delenv(name)
