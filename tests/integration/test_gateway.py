@@ -6,8 +6,8 @@ Each test names the spec section (../shared/spec/apigw-websocket.md) it holds us
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import base64
+import contextlib
 import json
 import queue
 import re
@@ -59,7 +59,9 @@ def test_connect_event_carries_headers_and_query() -> None:
     recorder = Recorder()
     app.on_connect(recorder)
     with run_gateway(app, stage="prod") as server:
-        with ws_connect(server.url + "?token=abc&tag=1&tag=2", additional_headers={"X-Custom": "v"}):
+        with ws_connect(
+            server.url + "?token=abc&tag=1&tag=2", additional_headers={"X-Custom": "v"}
+        ):
             event = recorder.next("$connect")
     headers = event["headers"]
     assert headers["X-Custom"] == "v"
@@ -269,7 +271,10 @@ def test_handler_timeout_sends_endpoint_request_timed_out() -> None:
     async def slow(event, context):
         await asyncio.sleep(10)
 
-    with run_gateway(app, limits=Limits(handler_timeout=0.2)) as server, ws_connect(server.url) as ws:
+    with (
+        run_gateway(app, limits=Limits(handler_timeout=0.2)) as server,
+        ws_connect(server.url) as ws,
+    ):
         ws.send("hi")
         assert json.loads(recv(ws))["message"] == "Endpoint request timed out"
 
@@ -360,7 +365,11 @@ def test_lambda_context_counts_down_to_the_handler_timeout() -> None:
     app.route("ctx", return_response=True)(
         lambda event, context: {
             "body": json.dumps(
-                [context.function_name, context.get_remaining_time_in_millis(), context.aws_request_id]
+                [
+                    context.function_name,
+                    context.get_remaining_time_in_millis(),
+                    context.aws_request_id,
+                ]
             )
         }
     )

@@ -25,7 +25,9 @@ def connected_app() -> tuple[App, queue.Queue[dict[str, Any]]]:
     return app, seen
 
 
-def raw_request(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+def raw_request(
+    port: int, method: str, path: str, body: bytes = b""
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     try:
         conn.request(method, path, body=body)

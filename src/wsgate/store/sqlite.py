@@ -103,8 +103,7 @@ class SQLiteStore:
         if version not in (0, SCHEMA_VERSION):
             db.close()
             raise sqlite3.DatabaseError(
-                f"schema version {version} is not {SCHEMA_VERSION} "
-                "(written by a newer wsgate?)"
+                f"schema version {version} is not {SCHEMA_VERSION} (written by a newer wsgate?)"
             )
         db.executescript(_SCHEMA)
         db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
