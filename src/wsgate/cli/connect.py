@@ -15,7 +15,11 @@ import click
     "-x", "--execute", "messages", multiple=True, help="Send MSG, wait, exit (repeatable)."
 )
 @click.option(
-    "-w", "--wait", default=2.0, show_default=True, help="With -x: seconds to wait for replies."
+    "-w",
+    "--wait",
+    default=2.0,
+    show_default=True,
+    help="After -x or the end of stdin: seconds to wait for replies.",
 )
 @click.option(
     "-H", "--header", "headers", multiple=True, help="Extra handshake header 'Name: value'."
@@ -31,7 +35,8 @@ def connect(
     """Connect to URL, print each message received, and send each line typed on stdin.
 
     Received messages go to stdout, one per line; status lines go to stderr. With -x the
-    messages are sent in order and the client exits after --wait seconds.
+    messages are sent in order and the client exits after --wait seconds; so does it
+    --wait seconds after stdin ends.
     """
     parsed: dict[str, str] = {}
     for header in headers:
@@ -70,6 +75,8 @@ async def _session(
         else:
             sender = asyncio.create_task(_send_stdin(ws))
             done, _ = await asyncio.wait({printer, sender}, return_when=asyncio.FIRST_COMPLETED)
+            if sender in done:  # end of input: give the replies --wait seconds to arrive
+                done, _ = await asyncio.wait({printer}, timeout=wait)
             sender.cancel()
         if not ws.closed:
             await ws.close()
