@@ -153,7 +153,10 @@ class App:
         resolved = import_handler(handler) if isinstance(handler, str) else handler
         if not callable(resolved):
             raise ConfigError(f"handler for {key!r} is not callable: {resolved!r}")
-        route = Route(key, resolved, inspect.iscoroutinefunction(resolved), return_response)
+        # An object whose __call__ is `async def` is an async handler too.
+        call = type(resolved).__call__ if not inspect.isfunction(resolved) else None
+        is_async = inspect.iscoroutinefunction(resolved) or inspect.iscoroutinefunction(call)
+        route = Route(key, resolved, is_async, return_response)
         self.routes[key] = route
         return route
 

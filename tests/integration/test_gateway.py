@@ -534,3 +534,12 @@ def test_connection_ids_are_unique() -> None:
         ids = {recorder.next("$connect")["requestContext"]["connectionId"] for _ in range(20)}
     assert len(ids) == 20
     assert all(ID_PATTERN.match(i) for i in ids)
+
+
+def test_unserialisable_route_response_is_internal_server_error() -> None:
+    """A two-way route returning what JSON cannot encode gets the error frame (MarshalError)."""
+    app = App()
+    app.route("bad", return_response=True)(lambda event, context: {1, 2})
+    with run_gateway(app) as server, ws_connect(server.url) as ws:
+        ws.send(json.dumps({"action": "bad"}))
+        assert json.loads(recv(ws))["message"] == "Internal server error"

@@ -428,17 +428,21 @@ class Gateway:
             )
             try:
                 result = await self.invoke(route, event)
+                reply = route_reply(result) if route.return_response else None
             except HandlerTimedOut:
-                await self._reply(
-                    conn, error_frame(ENDPOINT_TIMED_OUT, info.connection_id, request_id)
-                )
+                reply = error_frame(ENDPOINT_TIMED_OUT, info.connection_id, request_id)
             except HandlerFailed:
-                await self._reply(
-                    conn, error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
+                reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
+            except (TypeError, ValueError):  # Lambda's Runtime.MarshalError: a function error
+                handler_log.error(
+                    "%s handler %s returned a value that is not JSON-serialisable",
+                    route.key,
+                    route.name,
+                    exc_info=True,
                 )
-            else:
-                if route.return_response:
-                    await self._reply(conn, route_reply(result))
+                reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
+            if reply is not None:
+                await self._reply(conn, reply)
         finally:
             conn.slots.release()
 

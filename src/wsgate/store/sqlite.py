@@ -96,12 +96,18 @@ class SQLiteStore:
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            return self._prepare(db)
+        except BaseException:
+            db.close()
+            raise
+
+    def _prepare(self, db: sqlite3.Connection) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
-            db.close()
             raise sqlite3.DatabaseError(
                 f"schema version {version} is not {SCHEMA_VERSION} (written by a newer wsgate?)"
             )
@@ -137,8 +143,16 @@ class SQLiteStore:
             None if record.authorizer is None else json.dumps(record.authorizer),
         )
         await self._run(
+            # An upsert, not INSERT OR REPLACE: replacing would delete the row and cascade
+            # to its subscriptions.
             lambda db: db.execute(
-                "INSERT OR REPLACE INTO connections VALUES (?,?,?,?,?,?,?,?,?)", row
+                "INSERT INTO connections VALUES (?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT(connection_id) DO UPDATE SET connected_at=excluded.connected_at, "
+                "source_ip=excluded.source_ip, last_active_at=excluded.last_active_at, "
+                "user_agent=excluded.user_agent, stage=excluded.stage, "
+                "domain_name=excluded.domain_name, node=excluded.node, "
+                "authorizer=excluded.authorizer",
+                row,
             )
         )
 
