@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from wsgate import App, ConfigError, Event, Route
-from wsgate.core.events import ConnectionInfo, disconnect_event, message_event
+from wsgate.core.events import ConnectionContext, disconnect_event, message_event
 
 HANDLERS_SOURCE = """
 def connect(event, context):
@@ -264,7 +264,7 @@ def test_bad_route_selection_raises() -> None:
         App(route_selection="$request.header.x")
 
 
-INFO = ConnectionInfo(
+INFO = ConnectionContext(
     connection_id="R1kmxc2VNjMCFIA=",
     connected_at=1,
     source_ip="127.0.0.1",

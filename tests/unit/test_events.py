@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from wsgate.core.events import (
-    ConnectionInfo,
+    ConnectionContext,
     connect_event,
     disconnect_event,
     message_event,
@@ -24,7 +24,7 @@ NOW = 1705751708326
 CONNECTED_AT = 1705751697419
 
 
-def make_info(user_agent: str | None = "test-agent/1.0", **overrides: Any) -> ConnectionInfo:
+def make_info(user_agent: str | None = "test-agent/1.0", **overrides: Any) -> ConnectionContext:
     values: dict[str, Any] = {
         "connection_id": "R1kmxc2VNjMCFIA=",
         "connected_at": CONNECTED_AT,
@@ -35,14 +35,14 @@ def make_info(user_agent: str | None = "test-agent/1.0", **overrides: Any) -> Co
         "api_id": "dl7ptocha9",
     }
     values.update(overrides)
-    return ConnectionInfo(**values)
+    return ConnectionContext(**values)
 
 
 def make_connect(
     headers: list[tuple[str, str]] | None = None,
     query: list[tuple[str, str]] | None = None,
     stage_variables: dict[str, str] | None = None,
-    info: ConnectionInfo | None = None,
+    info: ConnectionContext | None = None,
 ) -> dict[str, Any]:
     return connect_event(
         info or make_info(),
@@ -71,7 +71,7 @@ def make_message(
 
 
 def make_disconnect(
-    stage_variables: dict[str, str] | None = None, info: ConnectionInfo | None = None
+    stage_variables: dict[str, str] | None = None, info: ConnectionContext | None = None
 ) -> dict[str, Any]:
     return disconnect_event(
         info or make_info(),

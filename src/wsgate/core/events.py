@@ -20,7 +20,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 
 @dataclass(slots=True)
-class ConnectionInfo:
+class ConnectionContext:
     """What the gateway knows about one connection, shared by all of its events."""
 
     connection_id: str
@@ -92,7 +92,7 @@ def _single_and_multi(
 
 
 def connect_event(
-    info: ConnectionInfo,
+    info: ConnectionContext,
     *,
     headers: Iterable[tuple[str, str]],
     query: Iterable[tuple[str, str]],
@@ -120,7 +120,7 @@ def connect_event(
 
 
 def message_event(
-    info: ConnectionInfo,
+    info: ConnectionContext,
     *,
     route_key: str,
     body: str,
@@ -140,7 +140,7 @@ def message_event(
 
 
 def disconnect_event(
-    info: ConnectionInfo,
+    info: ConnectionContext,
     *,
     status_code: int,
     reason: str,

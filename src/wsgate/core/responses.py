@@ -13,10 +13,36 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from wsgate.exceptions import PayloadTooLargeError
+
 #: Texts of the error frames API Gateway sends on the client's socket (spec section 2.4).
 FORBIDDEN = "Forbidden"
 INTERNAL_SERVER_ERROR = "Internal server error"
 ENDPOINT_TIMED_OUT = "Endpoint request timed out"
+
+
+def outbound_payload(data: Any, limit: int) -> str | bytes:
+    """The frame payload for data sent to a connection, checked against the size limit.
+
+    Text stays text; bytes become text when they are UTF-8 and binary otherwise (what the
+    spec recommends for `PostToConnection`); anything else is sent as compact JSON text.
+    """
+    if isinstance(data, str):
+        payload: str | bytes = data
+        size = len(data) if data.isascii() else len(data.encode("utf-8"))
+    elif isinstance(data, bytes | bytearray | memoryview):
+        raw = bytes(data)
+        size = len(raw)
+        try:
+            payload = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            payload = raw
+    else:
+        payload = json.dumps(data, separators=(",", ":"))
+        size = len(payload.encode("utf-8"))
+    if size > limit:
+        raise PayloadTooLargeError(size, limit)
+    return payload
 
 
 def error_frame(message: str, connection_id: str, request_id: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
-import json
 import logging
 import os
 import time
@@ -30,10 +29,10 @@ from aiohttp import WSMsgType, web
 
 from wsgate import connection_api
 from wsgate.app import App, Event, Route
-from wsgate.connection_api import ConnectionInfo as PublicConnectionInfo, Data
+from wsgate.connection_api import ConnectionInfo, Data
 from wsgate.context import LambdaContext
 from wsgate.core import ids
-from wsgate.core.events import ConnectionInfo, connect_event, disconnect_event, message_event
+from wsgate.core.events import ConnectionContext, connect_event, disconnect_event, message_event
 from wsgate.core.limits import (
     ABNORMAL_CLOSURE,
     BINARY_NOT_SUPPORTED,
@@ -50,10 +49,11 @@ from wsgate.core.responses import (
     INTERNAL_SERVER_ERROR,
     connect_decision,
     error_frame,
+    outbound_payload,
     route_reply,
 )
-from wsgate.core.routing import CONNECT, DEFAULT, DISCONNECT, NOT_JSON, parse_body
-from wsgate.exceptions import GoneError, PayloadTooLargeError
+from wsgate.core.routing import CONNECT, DISCONNECT, NOT_JSON, parse_body
+from wsgate.exceptions import GoneError
 from wsgate.store.base import ConnectionRecord, Store
 
 log = logging.getLogger("wsgate.gateway")
@@ -72,19 +72,6 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def encode(data: Data) -> str | bytes:
-    """The frame payload for `data`: text as is, bytes as text if UTF-8, else JSON text."""
-    if isinstance(data, str):
-        return data
-    if isinstance(data, bytes | bytearray | memoryview):
-        raw = bytes(data)
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return raw
-    return json.dumps(data, separators=(",", ":"))
-
-
 class LiveConnection:
     """An open socket and what the gateway tracks about it."""
 
@@ -99,7 +86,7 @@ class LiveConnection:
         "ws",
     )
 
-    def __init__(self, info: ConnectionInfo, ws: web.WebSocketResponse, limit: int) -> None:
+    def __init__(self, info: ConnectionContext, ws: web.WebSocketResponse, limit: int) -> None:
         self.info = info
         self.ws = ws
         self.connected_mono = time.monotonic()
@@ -248,8 +235,8 @@ class Gateway:
         finally:
             self._connection_tasks.discard(task)
 
-    def _connection_info(self, request: web.Request) -> ConnectionInfo:
-        return ConnectionInfo(
+    def _connection_context(self, request: web.Request) -> ConnectionContext:
+        return ConnectionContext(
             connection_id=ids.event_id(os.urandom),
             connected_at=_now_ms(),
             source_ip=request.remote or "",
@@ -260,7 +247,7 @@ class Gateway:
         )
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        info = self._connection_info(request)
+        info = self._connection_context(request)
         subprotocol = None
         connect_route = self.app.routes.get(CONNECT)
         if connect_route is not None:
@@ -306,7 +293,7 @@ class Gateway:
         return ws
 
     async def _run_connect(
-        self, route: Route, request: web.Request, info: ConnectionInfo
+        self, route: Route, request: web.Request, info: ConnectionContext
     ) -> tuple[web.Response | None, str | None]:
         """Run `$connect`; return (a refusal response or None, the subprotocol to answer)."""
         request_id = ids.event_id(os.urandom)
@@ -341,7 +328,7 @@ class Gateway:
             return _http_error(decision.status, text, request_id), None
         return None, decision.subprotocol
 
-    async def _run_disconnect(self, info: ConnectionInfo, close: Close) -> None:
+    async def _run_disconnect(self, info: ConnectionContext, close: Close) -> None:
         route = self.app.routes.get(DISCONNECT)
         if route is None:
             return
@@ -481,22 +468,15 @@ class Gateway:
         await self.store.remove_connection(connection_id)
         return GoneError(connection_id)
 
-    def _encode_checked(self, data: Data) -> str | bytes:
-        payload = encode(data)
-        size = len(payload.encode("utf-8")) if isinstance(payload, str) else len(payload)
-        if size > self.limits.max_message_bytes:
-            raise PayloadTooLargeError(size, self.limits.max_message_bytes)
-        return payload
-
     async def send(self, connection_id: str, data: Data) -> None:
-        payload = self._encode_checked(data)
+        payload = outbound_payload(data, self.limits.max_message_bytes)
         conn = self.live.get(connection_id)
         if conn is None:
             raise await self._gone(connection_id)
         await self._write(conn, payload)
 
     async def _fan_out(self, targets: Iterable[str], data: Data, exclude: Iterable[str]) -> int:
-        payload = self._encode_checked(data)
+        payload = outbound_payload(data, self.limits.max_message_bytes)
         skip = set(exclude)
         delivered = 0
         for connection_id in targets:
@@ -525,12 +505,12 @@ class Gateway:
     async def unsubscribe(self, connection_id: str, topic: str) -> bool:
         return await self.store.unsubscribe(connection_id, topic)
 
-    async def info(self, connection_id: str) -> PublicConnectionInfo:
+    async def info(self, connection_id: str) -> ConnectionInfo:
         conn = self.live.get(connection_id)
         if conn is None:
             raise GoneError(connection_id)
         info = conn.info
-        return PublicConnectionInfo(
+        return ConnectionInfo(
             connection_id=connection_id,
             connected_at=info.connected_at,
             last_active_at=conn.last_active_ms,
@@ -561,4 +541,4 @@ def _http_error(status: int, message: str, request_id: str) -> web.Response:
     )
 
 
-__all__ = ["DEFAULT", "Gateway", "HandlerFailed", "HandlerTimedOut", "LiveConnection", "encode"]
+__all__ = ["Gateway", "HandlerFailed", "HandlerTimedOut", "LiveConnection"]
