@@ -20,7 +20,7 @@ def _load(target: str | None) -> App:
         from wsgate.demo import app
 
         return app
-    from wsgate.cli.importer import load_app
+    from wsgate.importer import load_app
 
     return load_app(target)
 

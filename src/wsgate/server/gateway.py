@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextvars
 import logging
 import os
 import time
@@ -53,6 +52,7 @@ from wsgate.core.responses import (
     route_reply,
 )
 from wsgate.core.routing import CONNECT, DISCONNECT, NOT_JSON, parse_body
+from wsgate.dispatch import call_handler
 from wsgate.exceptions import GoneError
 from wsgate.store.base import ConnectionRecord, Store
 
@@ -192,15 +192,9 @@ class Gateway:
         assert self._binding is not None and self._loop is not None
         timeout = self.limits.handler_timeout
         context = LambdaContext(function_name=self.app.name, deadline=time.monotonic() + timeout)
-        connection_api.current.set(self._binding)
         try:
             async with asyncio.timeout(timeout):
-                if route.is_async:
-                    return await route.handler(event, context)
-                run = contextvars.copy_context().run
-                return await self._loop.run_in_executor(
-                    self._threads, run, route.handler, event, context
-                )
+                return await call_handler(route, event, context, self._binding, self._threads)
         except TimeoutError:
             handler_log.error(
                 "%s handler %s timed out after %ss (connection %s)",

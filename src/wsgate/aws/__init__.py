@@ -1,0 +1,1 @@
+"""wsgate on AWS: the Lambda adapter and the connections API over `@connections`."""

@@ -1,0 +1,211 @@
+"""Run a wsgate App as AWS Lambda functions behind API Gateway.
+
+    # deployed by `wsgate template` / `wsgate deploy`: Handler wsgate.aws.lambda_handler.handler
+    WSGATE_APP=app.py:app  WSGATE_TABLE=<DynamoDB table>
+
+This module imports only the standard library and wsgate's runtime modules (never the
+server or the CLI), so the deployment zip needs no third-party package: boto3 comes with
+the Lambda runtime.
+
+What the adapter adds around the app's handlers, so that they run unchanged on AWS:
+- `$connect`: `None` becomes `{"statusCode": 200}` (as on the local gateway); on a 2xx the
+  connection is written to the store; only `Sec-WebSocket-Protocol` is passed back.
+- `$disconnect`: the connection and its subscriptions leave the store, then the handler runs.
+- messages: API Gateway already picked the route (`requestContext.routeKey`); a two-way
+  route's result goes back as the proxy response `body`. A handler that raises raises here
+  too, so API Gateway sends the client its `Internal server error` frame.
+- `wsgate.connections` is bound to `ManagementConnections`: the store plus the
+  `@connections` API at `https://{domainName}/{stage}`, or at `WSGATE_MANAGEMENT_ENDPOINT`
+  when set, with the same placeholders (custom domains with a base path need it; the
+  local gateway's Lambda mode uses `http://{domainName}/{stage}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from wsgate import connection_api
+from wsgate.app import App, Event
+from wsgate.aws.connections import ManagementConnections, management_client
+from wsgate.core.responses import connect_decision, route_reply
+from wsgate.core.routing import CONNECT, DISCONNECT, NOT_JSON, parse_body
+from wsgate.dispatch import call_handler
+from wsgate.exceptions import ConfigError
+from wsgate.store.base import ConnectionRecord, Store
+
+log = logging.getLogger("wsgate.aws")
+
+#: Where handlers' sends go; `{domainName}` and `{stage}` come from each event.
+AWS_MANAGEMENT_ENDPOINT = "https://{domainName}/{stage}"
+
+
+class LambdaAdapter:
+    """A Lambda handler for every route of `app`: `adapter(event, context) -> response`.
+
+    Thread-safe: each calling thread gets its own event loop, the way concurrent Lambda
+    invocations each get their own execution environment (the local gateway's Lambda mode
+    calls one adapter from many threads).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        store: Store,
+        *,
+        management_endpoint: str = AWS_MANAGEMENT_ENDPOINT,
+        client_factory: Callable[[str], Any] = management_client,
+        max_concurrency: int = 32,
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.management_endpoint = management_endpoint
+        self.client_factory = client_factory
+        self.max_concurrency = max_concurrency
+        self._executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="wsgate-lambda")
+        self._clients: dict[str, Any] = {}
+        self._local = threading.local()
+        self._open_lock = threading.Lock()
+        self._opened = False
+
+    def as_app(self) -> App:
+        """The app as API Gateway + Lambda run it, for the local gateway's Lambda mode.
+
+        Every route, plus `$connect` and `$disconnect` (which keep the store current),
+        invokes this adapter from a worker thread, as API Gateway invokes a function.
+        """
+        app = self.app
+        proxy = App(route_selection=app.route_selection, binary=app.binary, name=app.name)
+
+        def invoke(event: Event, context: Any) -> dict[str, Any]:
+            return self(dict(event), context)
+
+        for key in {CONNECT, DISCONNECT, *app.routes}:
+            route = app.routes.get(key)
+            proxy.add_route(
+                key, invoke, return_response=route is not None and route.return_response
+            )
+        return proxy
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
+        if loop is None:
+            loop = self._local.loop = asyncio.new_event_loop()
+        return loop.run_until_complete(self.handle(event, context))
+
+    def _client(self, endpoint: str) -> Any:
+        client = self._clients.get(endpoint)
+        if client is None:
+            client = self._clients[endpoint] = self.client_factory(endpoint)
+        return client
+
+    async def _ensure_open(self) -> None:
+        if self._opened:
+            return
+        with self._open_lock:
+            if not self._opened:
+                await self.store.open()
+                self._opened = True
+
+    async def handle(self, raw: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Handle one API Gateway WebSocket event; return the Lambda proxy response."""
+        await self._ensure_open()
+        request = raw["requestContext"]
+        event_type = request["eventType"]
+        route_key = request["routeKey"]
+        body = raw.get("body")
+        parsed = (
+            parse_body(body)
+            if isinstance(body, str) and not raw.get("isBase64Encoded")
+            else NOT_JSON
+        )
+        event = Event(raw, parsed)
+        endpoint = self.management_endpoint.format(
+            domainName=request["domainName"], stage=request["stage"]
+        )
+        api = ManagementConnections(
+            self.store, self._client(endpoint), self._executor, max_concurrency=self.max_concurrency
+        )
+        binding = connection_api.Binding(api, asyncio.get_running_loop())
+        route = self.app.routes.get(route_key)
+
+        if event_type == "CONNECT":
+            result = None
+            if route is not None:
+                result = await call_handler(route, event, context, binding, self._executor)
+            decision = connect_decision(result)
+            if decision.problem is not None:
+                log.error("$connect: %s", decision.problem)
+            if decision.accepted:
+                await self.store.add_connection(_record(request))
+            response: dict[str, Any] = {"statusCode": decision.status}
+            if decision.subprotocol is not None:
+                response["headers"] = {"Sec-WebSocket-Protocol": decision.subprotocol}
+            return response
+
+        if event_type == "DISCONNECT":
+            await self.store.remove_connection(request["connectionId"])
+            if route is not None:
+                await call_handler(route, event, context, binding, self._executor)
+            return {"statusCode": 200}
+
+        if route is None:
+            raise ConfigError(
+                f"API Gateway invoked route {route_key!r}, which {self.app.name} does not define; "
+                "redeploy the template generated from this app"
+            )
+        result = await call_handler(route, event, context, binding, self._executor)
+        if not route.return_response:
+            return {"statusCode": 200}
+        reply = route_reply(result)
+        if isinstance(reply, bytes):
+            encoded = base64.b64encode(reply).decode("ascii")
+            return {"statusCode": 200, "body": encoded, "isBase64Encoded": True}
+        return {"statusCode": 200, "body": reply}
+
+
+def _record(request: dict[str, Any]) -> ConnectionRecord:
+    identity = request.get("identity") or {}
+    return ConnectionRecord(
+        connection_id=request["connectionId"],
+        connected_at=int(request["connectedAt"]),
+        last_active_at=int(request["connectedAt"]),
+        source_ip=identity.get("sourceIp", ""),
+        user_agent=identity.get("userAgent"),
+        stage=request["stage"],
+        domain_name=request["domainName"],
+        node="aws",
+        authorizer=request.get("authorizer"),
+    )
+
+
+_adapter: LambdaAdapter | None = None
+
+
+def _adapter_from_environment() -> LambdaAdapter:
+    from wsgate.importer import load_app
+    from wsgate.store import open_store
+
+    try:
+        target, table = os.environ["WSGATE_APP"], os.environ["WSGATE_TABLE"]
+    except KeyError as missing:
+        raise ConfigError(f"the Lambda function needs the environment variable {missing}") from None
+    return LambdaAdapter(
+        load_app(target),
+        open_store(f"dynamodb://{table}"),
+        management_endpoint=os.environ.get("WSGATE_MANAGEMENT_ENDPOINT") or AWS_MANAGEMENT_ENDPOINT,
+    )
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The Lambda entry point: loads the app once per execution environment (cold start)."""
+    global _adapter
+    if _adapter is None:
+        _adapter = _adapter_from_environment()
+    return _adapter(event, context)
