@@ -30,13 +30,25 @@ CONNECTING_GRACE_MS = 10_000
 
 
 def management_client(endpoint_url: str) -> Any:
-    """A boto3 `apigatewaymanagementapi` client for `endpoint_url`."""
+    """A boto3 `apigatewaymanagementapi` client for `endpoint_url`.
+
+    A plain-HTTP endpoint is wsgate's local gateway, which checks no signature: the client
+    gets a region and placeholder credentials there, so Lambda mode needs no AWS setup.
+    """
     try:
         import boto3
     except ImportError:  # pragma: no cover - depends on the environment
         raise ConfigError(
             "sending through the @connections API needs boto3: pip install 'wsgate[aws]'"
         ) from None
+    if endpoint_url.startswith("http://"):
+        return boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url=endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="wsgate-local",
+            aws_secret_access_key="wsgate-local",
+        )
     return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url)
 
 

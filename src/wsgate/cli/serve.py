@@ -48,6 +48,13 @@ def _load(target: str | None) -> App:
     is_flag=True,
     help="Answer @connections requests from other hosts too (default: loopback only).",
 )
+@click.option(
+    "--lambda",
+    "lambda_mode",
+    is_flag=True,
+    help="Run each route through the Lambda adapter, as on AWS: state in --store, "
+    "sends over the @connections API.",
+)
 @click.option("--reload", is_flag=True, help="Restart when a Python file under the app changes.")
 @click.option(
     "--log-level",
@@ -65,6 +72,7 @@ def serve(
     max_duration: float,
     handler_timeout: float,
     allow_remote_management: bool,
+    lambda_mode: bool,
     reload: bool,
     log_level: str,
 ) -> None:
@@ -86,10 +94,25 @@ def serve(
         raise click.ClickException(str(exc)) from exc
     from wsgate.server.runner import Server, run
 
+    served, gateway_store = app, store
+    if lambda_mode:
+        from wsgate.aws.lambda_handler import LambdaAdapter
+        from wsgate.store import open_store
+
+        try:
+            adapter = LambdaAdapter(
+                app, open_store(store), management_endpoint="http://{domainName}/{stage}"
+            )
+        except WsgateError as exc:
+            raise click.ClickException(str(exc)) from exc
+        # The gateway only holds sockets; the app's state lives in the adapter's store.
+        served, gateway_store = adapter.as_app(), "memory://"
+
     def ready(server: Server) -> None:
         click.echo(
             f"wsgate: serving {app.name} ({len(app.routes)} routes, "
-            f"selection {app.route_selection}) with store {store}\n"
+            f"selection {app.route_selection}) with store {store}"
+            f"{' in Lambda mode' if lambda_mode else ''}\n"
             f"  WebSocket:  {server.url}\n"
             f"  @connections: {server.management_url}/@connections\n"
             "Press Ctrl+C to stop.",
@@ -98,12 +121,12 @@ def serve(
 
     try:
         run(
-            app,
+            served,
             on_ready=ready,
             host=host,
             port=port,
             stage=stage,
-            store=store,
+            store=gateway_store,
             limits=limits,
             allow_remote_management=allow_remote_management,
         )
