@@ -58,15 +58,22 @@ class ManagementConnections:
     def __init__(
         self,
         store: Store,
-        client: Any,
+        client: Callable[[], Any],
         executor: Executor,
         *,
         max_concurrency: int = 32,
     ) -> None:
         self.store = store
-        self.client = client
+        self._make_client = client  # made on first use: $connect and most routes never send
+        self._client: Any = None
         self.executor = executor
         self.max_concurrency = max_concurrency
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
 
     async def _call(self, fn: Callable[..., T], **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -73,6 +73,7 @@ class LambdaAdapter:
         self._local = threading.local()
         self._open_lock = threading.Lock()
         self._opened = False
+        self._loops: list[asyncio.AbstractEventLoop] = []
 
     def as_app(self) -> App:
         """The app as API Gateway + Lambda run it, for the local gateway's Lambda mode.
@@ -97,7 +98,30 @@ class LambdaAdapter:
         loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
         if loop is None:
             loop = self._local.loop = asyncio.new_event_loop()
+            with self._open_lock:
+                self._loops.append(loop)
         return loop.run_until_complete(self.handle(event, context))
+
+    def close(self) -> None:
+        """Close the store (if this adapter opened it), the event loops and the threads."""
+        with self._open_lock:
+            loops, self._loops = self._loops, []
+            opened, self._opened = self._opened, False
+        if opened:
+            closer = asyncio.new_event_loop()
+            try:
+                closer.run_until_complete(self.store.close())
+            finally:
+                closer.close()
+        for loop in loops:
+            loop.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> LambdaAdapter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _client(self, endpoint: str) -> Any:
         client = self._clients.get(endpoint)
@@ -130,7 +154,10 @@ class LambdaAdapter:
             domainName=request["domainName"], stage=request["stage"]
         )
         api = ManagementConnections(
-            self.store, self._client(endpoint), self._executor, max_concurrency=self.max_concurrency
+            self.store,
+            lambda: self._client(endpoint),
+            self._executor,
+            max_concurrency=self.max_concurrency,
         )
         binding = connection_api.Binding(api, asyncio.get_running_loop())
         route = self.app.routes.get(route_key)
