@@ -20,25 +20,45 @@ from websockets.sync.client import ClientConnection
 
 from tests.conftest import TIMEOUT_FACTOR, management_client, recv, run_gateway, ws_connect
 from wsgate import App
+from wsgate.aws.lambda_handler import LambdaAdapter
 from wsgate.importer import load_app
+from wsgate.store.memory import MemoryStore
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+
+#: The gateway's own @connections API, as `wsgate serve --lambda` points the adapter at it.
+LAMBDA_MODE_ENDPOINT = "http://{domainName}/{stage}"
 
 #: How long "nothing arrives" is watched for.
 QUIET = 0.25 * TIMEOUT_FACTOR
 
 
-@pytest.fixture
-def load_example(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], App]]:
-    """Load examples/NAME with the CLI's importer; undo its sys.path and sys.modules changes."""
+@pytest.fixture(params=["gateway", "lambda"])
+def load_example(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str], App]]:
+    """Load examples/NAME with the CLI's importer; undo its sys.path and sys.modules changes.
+
+    Every contract is checked twice: handlers called by the gateway directly, and in Lambda
+    mode, where each route goes through the Lambda adapter as on AWS and every send travels
+    over HTTP through boto3 to the gateway's @connections API.
+    """
     monkeypatch.setattr(sys, "path", list(sys.path))
     before = set(sys.modules)
+    adapters: list[LambdaAdapter] = []
 
     def load(name: str) -> App:
-        return load_app(str(EXAMPLES / name))
+        app = load_app(str(EXAMPLES / name))
+        if request.param == "gateway":
+            return app
+        adapter = LambdaAdapter(app, MemoryStore(), management_endpoint=LAMBDA_MODE_ENDPOINT)
+        adapters.append(adapter)
+        return adapter.as_app()
 
     yield load
+    for adapter in adapters:
+        adapter.close()
     for name in set(sys.modules) - before:
         module_file = getattr(sys.modules[name], "__file__", None) or ""
         if module_file.startswith(str(EXAMPLES)):
