@@ -150,8 +150,15 @@ class Gateway:
             self._sweeper.cancel()
         for conn in list(self.live.values()):
             await self._close(conn, SHUTDOWN)
-        if self._connection_tasks:
-            await asyncio.wait(self._connection_tasks, timeout=self.limits.handler_timeout + 1)
+        # Let $disconnect and in-flight messages finish (within a handler timeout), then
+        # cancel what is left, so no task outlives the gateway.
+        pending: set[asyncio.Task[Any]] = self._connection_tasks | self._tasks
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=self.limits.handler_timeout + 1)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1)
         await self.store.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
         if connection_api._fallback is self._binding:
