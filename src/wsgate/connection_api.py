@@ -24,7 +24,8 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from wsgate.exceptions import WsgateError
+from wsgate.exceptions import GoneError, WsgateError
+from wsgate.store.base import Store
 
 Data = str | bytes | Any
 """What can be sent: text, bytes (text if valid UTF-8), or any JSON-serialisable value."""
@@ -54,6 +55,32 @@ class ConnectionsAPI(Protocol):
     async def publish(self, topic: str, data: Data, exclude: Iterable[str] = ()) -> int: ...
     async def info(self, connection_id: str) -> ConnectionInfo: ...
     async def disconnect(self, connection_id: str) -> None: ...
+
+
+class StoreBackedConnections:
+    """The half of `ConnectionsAPI` that only needs the store; subclasses deliver messages.
+
+    Shared by the local gateway and the AWS implementation, which differ only in how a
+    message reaches a connection (`send`, `_fan_out`, `info`, `disconnect`).
+    """
+
+    store: Store
+
+    async def _fan_out(self, targets: Iterable[str], data: Data, exclude: Iterable[str]) -> int:
+        raise NotImplementedError
+
+    async def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> int:
+        return await self._fan_out(await self.store.connection_ids(), data, exclude)
+
+    async def publish(self, topic: str, data: Data, exclude: Iterable[str] = ()) -> int:
+        return await self._fan_out(await self.store.subscribers(topic), data, exclude)
+
+    async def subscribe(self, connection_id: str, topic: str) -> None:
+        if not await self.store.subscribe(connection_id, topic):
+            raise GoneError(connection_id)
+
+    async def unsubscribe(self, connection_id: str, topic: str) -> bool:
+        return await self.store.unsubscribe(connection_id, topic)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
-from wsgate.connection_api import ConnectionInfo, Data
+from wsgate.connection_api import ConnectionInfo, Data, StoreBackedConnections
 from wsgate.core.responses import outbound_payload
 from wsgate.exceptions import ConfigError, GoneError, PayloadTooLargeError
 from wsgate.store.base import Store
@@ -52,7 +52,7 @@ def management_client(endpoint_url: str) -> Any:
     return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url)
 
 
-class ManagementConnections:
+class ManagementConnections(StoreBackedConnections):
     """`ConnectionsAPI` over boto3's `apigatewaymanagementapi` client and a `Store`."""
 
     def __init__(
@@ -116,19 +116,6 @@ class ManagementConnections:
 
         results = await asyncio.gather(*(deliver(c) for c in targets if c not in skip))
         return sum(results)
-
-    async def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> int:
-        return await self._fan_out(await self.store.connection_ids(), data, exclude)
-
-    async def publish(self, topic: str, data: Data, exclude: Iterable[str] = ()) -> int:
-        return await self._fan_out(await self.store.subscribers(topic), data, exclude)
-
-    async def subscribe(self, connection_id: str, topic: str) -> None:
-        if not await self.store.subscribe(connection_id, topic):
-            raise GoneError(connection_id)
-
-    async def unsubscribe(self, connection_id: str, topic: str) -> bool:
-        return await self.store.unsubscribe(connection_id, topic)
 
     async def info(self, connection_id: str) -> ConnectionInfo:
         try:

@@ -28,7 +28,7 @@ from aiohttp import WSMsgType, web
 
 from wsgate import connection_api
 from wsgate.app import App, Event, Route
-from wsgate.connection_api import ConnectionInfo, Data
+from wsgate.connection_api import ConnectionInfo, Data, StoreBackedConnections
 from wsgate.context import LambdaContext
 from wsgate.core import ids
 from wsgate.core.events import ConnectionContext, connect_event, disconnect_event, message_event
@@ -103,7 +103,7 @@ class LiveConnection:
         self.touched = True
 
 
-class Gateway:
+class Gateway(StoreBackedConnections):
     """One API stage of an App: connections, routing, and the connections API."""
 
     def __init__(
@@ -492,19 +492,6 @@ class Gateway:
                 continue
             delivered += 1
         return delivered
-
-    async def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> int:
-        return await self._fan_out(await self.store.connection_ids(), data, exclude)
-
-    async def publish(self, topic: str, data: Data, exclude: Iterable[str] = ()) -> int:
-        return await self._fan_out(await self.store.subscribers(topic), data, exclude)
-
-    async def subscribe(self, connection_id: str, topic: str) -> None:
-        if not await self.store.subscribe(connection_id, topic):
-            raise GoneError(connection_id)
-
-    async def unsubscribe(self, connection_id: str, topic: str) -> bool:
-        return await self.store.unsubscribe(connection_id, topic)
 
     async def info(self, connection_id: str) -> ConnectionInfo:
         conn = self.live.get(connection_id)
