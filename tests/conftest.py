@@ -90,3 +90,12 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("WSGATE_", "AWS_")) and name != "WSGATE_TESTS_TIMEOUT_FACTOR":
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real moto server (DynamoDB over HTTP, see tests/moto_server.py) for the session."""
+    from tests.moto_server import MotoServer
+
+    with MotoServer() as server:
+        yield server.endpoint

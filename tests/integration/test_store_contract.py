@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import pytest
 
+from tests.moto_server import dynamodb_store_url
 from wsgate.exceptions import ConfigError, StoreError
 from wsgate.store import ConnectionRecord, Store, open_store
 from wsgate.store.sqlite import SQLiteStore
@@ -21,11 +22,13 @@ from wsgate.store.sqlite import SQLiteStore
 T = TypeVar("T")
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of a fresh store of each backend."""
     if request.param == "memory":
         return "memory://"
+    if request.param == "dynamodb":
+        return dynamodb_store_url(request)
     return f"sqlite:///{tmp_path / 'store' / 'wsgate.db'}"
 
 
