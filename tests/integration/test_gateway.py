@@ -543,3 +543,32 @@ def test_unserialisable_route_response_is_internal_server_error() -> None:
     with run_gateway(app) as server, ws_connect(server.url) as ws:
         ws.send(json.dumps({"action": "bad"}))
         assert json.loads(recv(ws))["message"] == "Internal server error"
+
+
+def test_records_of_another_gateway_node_are_not_deleted() -> None:
+    """In a shared store, a send to another node's connection leaves that node's record alone."""
+    from wsgate.store.base import ConnectionRecord
+    from wsgate.store.memory import MemoryStore
+
+    store = MemoryStore()
+    app = App()
+    outcomes: list[str] = []
+
+    @app.default
+    async def poke(event, context):
+        for target in ("other=", "stale="):
+            try:
+                await connections.send(target, "x")
+            except GoneError:
+                outcomes.append(target)
+        await connections.send(event.connection_id, "done")
+
+    with run_gateway(app, store=store) as server, ws_connect(server.url) as ws:
+        own_node = server.gateway.node
+        asyncio.run(store.add_connection(ConnectionRecord("other=", 1, "10.0.0.2", node="node-b")))
+        asyncio.run(store.add_connection(ConnectionRecord("stale=", 1, "10.0.0.3", node=own_node)))
+        ws.send("go")
+        assert recv(ws) == "done"
+        remaining = asyncio.run(store.connection_ids())
+    assert outcomes == ["other=", "stale="]
+    assert "other=" in remaining and "stale=" not in remaining

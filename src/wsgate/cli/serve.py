@@ -34,7 +34,8 @@ def _load(target: str | None) -> App:
     "--store",
     default=DEFAULT_STORE_URL,
     show_default=True,
-    help="Connection store: memory:// or sqlite:///path/to/file.db.",
+    help="Connection store: memory://, sqlite:///path/to/file.db or "
+    "dynamodb://TABLE[?endpoint=URL&region=REGION&create=true].",
 )
 @click.option("--idle-timeout", default=600.0, show_default=True, help="Seconds without a message.")
 @click.option(

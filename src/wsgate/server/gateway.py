@@ -465,8 +465,21 @@ class Gateway(StoreBackedConnections):
     # -- ConnectionsAPI: what handlers and the management API call ---------------------
 
     async def _gone(self, connection_id: str) -> GoneError:
-        """A connection that is not live here: drop its record and subscriptions, as on 410."""
-        await self.store.remove_connection(connection_id)
+        """A connection that is not live here: drop its record and subscriptions, as on 410.
+
+        Only this node's records are dropped: in a store shared by several gateways (DynamoDB)
+        a record of another node belongs to a socket this gateway cannot see. Delivering to
+        it needs cross-node routing, which wsgate does not do yet; it is reported as gone.
+        """
+        record = await self.store.get_connection(connection_id)
+        if record is None or record.node == self.node:
+            await self.store.remove_connection(connection_id)
+        else:
+            log.warning(
+                "connection %s is held by gateway node %s; cross-node delivery is not supported",
+                connection_id,
+                record.node,
+            )
         return GoneError(connection_id)
 
     async def send(self, connection_id: str, data: Data) -> None:
