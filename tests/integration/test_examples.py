@@ -19,10 +19,11 @@ import pytest
 from websockets.sync.client import ClientConnection
 
 from tests.conftest import TIMEOUT_FACTOR, management_client, recv, run_gateway, ws_connect
+from tests.moto_server import dynamodb_store_url
 from wsgate import App
 from wsgate.aws.lambda_handler import LambdaAdapter
 from wsgate.importer import load_app
-from wsgate.store.memory import MemoryStore
+from wsgate.store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -41,8 +42,9 @@ def load_example(
     """Load examples/NAME with the CLI's importer; undo its sys.path and sys.modules changes.
 
     Every contract is checked twice: handlers called by the gateway directly, and in Lambda
-    mode, where each route goes through the Lambda adapter as on AWS and every send travels
-    over HTTP through boto3 to the gateway's @connections API.
+    mode, as on AWS: each route goes through the Lambda adapter, the app's state lives in
+    DynamoDB (a moto server) and every send travels over HTTP through boto3 to the
+    gateway's @connections API.
     """
     monkeypatch.setattr(sys, "path", list(sys.path))
     before = set(sys.modules)
@@ -52,7 +54,8 @@ def load_example(
         app = load_app(str(EXAMPLES / name))
         if request.param == "gateway":
             return app
-        adapter = LambdaAdapter(app, MemoryStore(), management_endpoint=LAMBDA_MODE_ENDPOINT)
+        store = open_store(dynamodb_store_url(request))  # moto server, over HTTP
+        adapter = LambdaAdapter(app, store, management_endpoint=LAMBDA_MODE_ENDPOINT)
         adapters.append(adapter)
         return adapter.as_app()
 
