@@ -6,7 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 _log = logging.getLogger("wsgate.handler")
 
@@ -15,6 +15,9 @@ _log = logging.getLogger("wsgate.handler")
 class CognitoIdentity:
     cognito_identity_id: str | None = None
     cognito_identity_pool_id: str | None = None
+
+
+_NO_IDENTITY = CognitoIdentity()
 
 
 @dataclass(slots=True)
@@ -31,11 +34,18 @@ class LambdaContext:
     function_version: str = "$LATEST"
     region: str = "us-east-1"
     account_id: str = "000000000000"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    identity: CognitoIdentity = field(default_factory=CognitoIdentity)
+    identity: CognitoIdentity = _NO_IDENTITY
     client_context: None = None
     tenant_id: None = None
     _clock: Callable[[], float] = time.monotonic
+    _request_id: str | None = None
+
+    @property
+    def aws_request_id(self) -> str:
+        """A UUID4 per invocation, made on first read: most handlers never read it."""
+        if self._request_id is None:
+            self._request_id = str(uuid.uuid4())
+        return self._request_id
 
     @property
     def invoked_function_arn(self) -> str:

@@ -65,3 +65,22 @@ def test_api_id_maps_bytes_to_alphabet() -> None:
 def test_api_ids_vary() -> None:
     """API ids drawn from os.urandom differ between calls."""
     assert len({api_id(os.urandom) for _ in range(50)}) > 1
+
+
+def test_random_pool_serves_distinct_slices_and_refills() -> None:
+    """The pool hands out consecutive slices of its source and refills when empty."""
+    from wsgate.core.ids import RandomPool
+
+    calls: list[int] = []
+
+    def source(n: int) -> bytes:
+        calls.append(n)
+        return bytes(range(len(calls), len(calls) + n))
+
+    pool = RandomPool(source, size=16)
+    first, second = pool(11), pool(5)
+    assert first + second == bytes(range(1, 17))
+    assert pool(11) == bytes(range(2, 13))  # refilled from a second call
+    assert calls == [16, 16]
+    ids = {event_id(RandomPool(os.urandom)) for _ in range(200)}
+    assert len(ids) == 200

@@ -123,6 +123,8 @@ class Gateway(StoreBackedConnections):
         self.limits = limits or Limits()
         self.api_id = api_id or ids.api_id(os.urandom)
         self.node = ids.event_id(os.urandom)
+        # Ids are drawn on the event loop only; a pool per gateway, so never shared by a fork.
+        self._random = ids.RandomPool(os.urandom)
         self.stage_variables = dict(stage_variables) if stage_variables else None
         self.live: dict[str, LiveConnection] = {}
         self._threads = ThreadPoolExecutor(handler_threads, thread_name_prefix="wsgate-handler")
@@ -238,7 +240,7 @@ class Gateway(StoreBackedConnections):
 
     def _connection_context(self, request: web.Request) -> ConnectionContext:
         return ConnectionContext(
-            connection_id=ids.event_id(os.urandom),
+            connection_id=ids.event_id(self._random),
             connected_at=_now_ms(),
             source_ip=request.remote or "",
             user_agent=request.headers.get("User-Agent"),
@@ -297,7 +299,7 @@ class Gateway(StoreBackedConnections):
         self, route: Route, request: web.Request, info: ConnectionContext
     ) -> tuple[web.Response | None, str | None]:
         """Run `$connect`; return (a refusal response or None, the subprotocol to answer)."""
-        request_id = ids.event_id(os.urandom)
+        request_id = ids.event_id(self._random)
         port = request.url.port or (443 if request.secure else 80)
         event = Event(
             connect_event(
@@ -305,7 +307,7 @@ class Gateway(StoreBackedConnections):
                 headers=request.headers.items(),
                 query=request.query.items(),
                 gateway_headers={
-                    "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()}",
+                    "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{self._random(12).hex()}",
                     "X-Forwarded-For": info.source_ip,
                     "X-Forwarded-Port": str(port),
                     "X-Forwarded-Proto": "https" if request.secure else "http",
@@ -339,7 +341,7 @@ class Gateway(StoreBackedConnections):
                 status_code=close.code,
                 reason=close.reason,
                 stage_variables=self.stage_variables,
-                request_id=ids.event_id(os.urandom),
+                request_id=ids.event_id(self._random),
                 now_ms=_now_ms(),
             )
         )
@@ -395,7 +397,7 @@ class Gateway(StoreBackedConnections):
         self, conn: LiveConnection, route_key: str | None, body: str, parsed: Any, is_base64: bool
     ) -> None:
         info = conn.info
-        request_id = ids.event_id(os.urandom)
+        request_id = ids.event_id(self._random)
         try:
             if route_key is None:
                 await self._reply(conn, error_frame(FORBIDDEN, info.connection_id, request_id))
@@ -408,7 +410,7 @@ class Gateway(StoreBackedConnections):
                     body=body,
                     is_base64=is_base64,
                     stage_variables=self.stage_variables,
-                    message_id=ids.event_id(os.urandom),
+                    message_id=ids.event_id(self._random),
                     request_id=request_id,
                     now_ms=_now_ms(),
                 ),
