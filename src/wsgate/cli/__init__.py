@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from wsgate import __version__
+from wsgate.cli.bench import bench
 from wsgate.cli.connect import connect
 from wsgate.cli.connections import connections
+from wsgate.cli.deploy import deploy, template
 from wsgate.cli.serve import serve
 
 
@@ -17,8 +19,11 @@ def cli() -> None:
 
 
 cli.add_command(serve)
+cli.add_command(bench)
 cli.add_command(connect)
 cli.add_command(connections)
+cli.add_command(template)
+cli.add_command(deploy)
 
 
 def main() -> None:

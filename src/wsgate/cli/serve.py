@@ -8,11 +8,15 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from wsgate.app import App
 from wsgate.core.limits import Limits
 from wsgate.exceptions import WsgateError
 from wsgate.store import DEFAULT_STORE_URL
+
+#: TARGETs that are Lambda functions described by serverless.yml or a SAM template.
+CONFIG_SUFFIXES = (".yml", ".yaml", ".json")
 
 
 def _load(target: str | None) -> App:
@@ -56,6 +60,12 @@ def _load(target: str | None) -> App:
     help="Run each route through the Lambda adapter, as on AWS: state in --store, "
     "sends over the @connections API.",
 )
+@click.option(
+    "--dynamodb-endpoint",
+    metavar="URL",
+    help="For serverless.yml/template.yaml: the handlers' DynamoDB (AWS_ENDPOINT_URL_DYNAMODB); "
+    "the tables under Resources are created there at start.",
+)
 @click.option("--reload", is_flag=True, help="Restart when a Python file under the app changes.")
 @click.option(
     "--log-level",
@@ -74,18 +84,35 @@ def serve(
     handler_timeout: float,
     allow_remote_management: bool,
     lambda_mode: bool,
+    dynamodb_endpoint: str | None,
     reload: bool,
     log_level: str,
 ) -> None:
-    """Serve TARGET (path.py, path.py:app or module:app); no TARGET serves the demo app."""
+    """Serve TARGET (path.py, path.py:app, module:app, serverless.yml or a SAM template.yaml);
+    no TARGET serves the demo app."""
     if reload:
         _serve_with_reload(target)
         return
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    functions = None
     try:
-        app = _load(target)
+        if target is not None and target.endswith(CONFIG_SUFFIXES):
+            if lambda_mode:
+                raise click.UsageError("--lambda is for Python apps; these are Lambda functions")
+            from wsgate.aws.runtime import load_lambda_app
+
+            # Without --stage the file's own stage is used (provider.stage, the Stage resource).
+            stage_given = click.get_current_context().get_parameter_source("stage")
+            functions = load_lambda_app(
+                Path(target),
+                stage=None if stage_given is ParameterSource.DEFAULT else stage,
+                dynamodb_endpoint=dynamodb_endpoint,
+            )
+            app, stage = functions.app, functions.stage
+        else:
+            app = _load(target)
         limits = Limits(
             idle_timeout=idle_timeout,
             max_connection_duration=max_duration,
@@ -110,6 +137,8 @@ def serve(
         served, gateway_store = adapter.as_app(), "memory://"
 
     def ready(server: Server) -> None:
+        if functions is not None:
+            functions.attach(server.host, server.port)
         click.echo(
             f"wsgate: serving {app.name} ({len(app.routes)} routes, "
             f"selection {app.route_selection}) with store {store}"
@@ -133,6 +162,9 @@ def serve(
         )
     except WsgateError as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        if functions is not None:
+            functions.close()  # after the gateway stopped: $disconnect ran in the workers
 
 
 def _serve_with_reload(target: str | None) -> None:
@@ -142,7 +174,11 @@ def _serve_with_reload(target: str | None) -> None:
     args = [arg for arg in sys.argv[1:] if arg != "--reload"]
     command = shlex.join([sys.executable, "-m", "wsgate", *args])
     location = (target or "").partition(":")[0]
-    watched = Path(location).resolve().parent if location.endswith(".py") else Path.cwd()
+    watched = (
+        Path(location).resolve().parent
+        if location.endswith((".py", *CONFIG_SUFFIXES))
+        else Path.cwd()
+    )
     click.echo(f"wsgate: watching {watched} for changes", err=True)
     watchfiles.run_process(
         watched,

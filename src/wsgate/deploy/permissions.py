@@ -24,6 +24,7 @@ import textwrap
 import types
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,16 @@ _QUERY = "dynamodb:Query"
 _BATCH_WRITE = "dynamodb:BatchWriteItem"
 _CONDITION_CHECK = "dynamodb:ConditionCheckItem"
 
-#: A 410 during a send makes the adapter forget the connection and its subscriptions:
-#: delete the connection item, find its topics on the index, batch-delete them.
-_GONE_CLEANUP = Grant(table=frozenset({_DELETE, _BATCH_WRITE}), index=frozenset({_QUERY}))
+# The grants below follow what `wsgate.aws` and `wsgate.store.dynamodb` actually call;
+# change them together.
+
+#: Every function opens the store on a cold start: the store checks the table's key
+#: layout (DescribeTable) and that TTL is on (DescribeTimeToLive).
+BASE_GRANT = Grant(table=frozenset({"dynamodb:DescribeTable", "dynamodb:DescribeTimeToLive"}))
+
+#: A 410 from `@connections` makes the adapter read the connection item and, unless it is
+#: still connecting, forget it: delete the item, find its topics on the index, batch-delete.
+_GONE_CLEANUP = Grant(table=frozenset({_GET, _DELETE, _BATCH_WRITE}), index=frozenset({_QUERY}))
 
 #: What each `wsgate.connections` operation does in AWS (the Lambda adapter's store calls).
 OPERATION_GRANTS: Mapping[str, Grant] = {
@@ -51,27 +59,28 @@ OPERATION_GRANTS: Mapping[str, Grant] = {
     "broadcast": Grant(index=frozenset({_QUERY}), manage=frozenset({POST})) | _GONE_CLEANUP,
     # subscribers of a topic: Query(pk="topic#...") on the table
     "publish": Grant(table=frozenset({_QUERY}), manage=frozenset({POST})) | _GONE_CLEANUP,
-    # TransactWriteItems: check the connection exists, put the subscription
-    "subscribe": Grant(table=frozenset({_CONDITION_CHECK, _PUT})),
+    # read the connection item, then TransactWriteItems: check it exists, put the
+    # subscription (TransactWriteItems is authorised per item action)
+    "subscribe": Grant(table=frozenset({_GET, _CONDITION_CHECK, _PUT})),
     "unsubscribe": Grant(table=frozenset({_DELETE})),
-    # the connection item, and its topics on the index; GetConnection for the live data
-    "info": Grant(table=frozenset({_GET}), index=frozenset({_QUERY}), manage=frozenset({GET})),
-    "disconnect": Grant(manage=frozenset({DELETE})),
+    # GetConnection, then the connection item and its topics (on the index)
+    "info": Grant(table=frozenset({_GET}), index=frozenset({_QUERY}), manage=frozenset({GET}))
+    | _GONE_CLEANUP,
+    "disconnect": Grant(manage=frozenset({DELETE})) | _GONE_CLEANUP,
 }
 
 #: What the adapter itself writes for a route kind, whatever the handler does.
 ROUTE_GRANTS: Mapping[str, Grant] = {
+    # the connection item, once the handler accepted
     CONNECT: Grant(table=frozenset({_PUT})),
-    # forget the connection and its subscriptions
-    DISCONNECT: Grant(
-        table=frozenset({_DELETE, _QUERY, _BATCH_WRITE}), index=frozenset({_QUERY})
-    ),
+    # forget the connection, then its subscriptions (listed by the index) in batches
+    DISCONNECT: Grant(table=frozenset({_DELETE, _BATCH_WRITE}), index=frozenset({_QUERY})),
 }
 
 
 def grant_for(route_key: str, ops: Iterable[str]) -> Grant:
     """The grant a function for `route_key` needs when its handler uses `ops`."""
-    grant = ROUTE_GRANTS.get(route_key, Grant())
+    grant = BASE_GRANT | ROUTE_GRANTS.get(route_key, Grant())
     for op in sorted(set(ops)):
         grant = grant | OPERATION_GRANTS[op]
     return grant
@@ -106,16 +115,27 @@ def _describe(obj: Any) -> str:
 
 
 def _is_connections(obj: Any) -> bool:
-    return isinstance(obj, Connections)
+    """The `connections` object, or its class (whose methods take it explicitly)."""
+    return isinstance(obj, Connections) or (inspect.isclass(obj) and issubclass(obj, Connections))
 
 
-def _is_app_code(obj: Any) -> bool:
-    """A function or class written by the app's author, worth reading."""
+def _top_package(obj: Any) -> str:
+    return (getattr(obj, "__module__", None) or "").partition(".")[0]
+
+
+def _is_app_code(obj: Any, app_packages: frozenset[str] = frozenset()) -> bool:
+    """A function or class written by the app's author, worth reading.
+
+    Library code is skipped by location (standard library, site-packages), except the
+    handler's own top-level package, which may well be pip-installed.
+    """
     if not (inspect.isfunction(obj) or inspect.isclass(obj)):
         return False
     module = getattr(obj, "__module__", None) or ""
     if module == "wsgate" or module.startswith("wsgate.") or module in sys.builtin_module_names:
         return False
+    if _top_package(obj) in app_packages:
+        return True
     try:
         source_file = inspect.getsourcefile(obj)
     except TypeError:
@@ -126,15 +146,42 @@ def _is_app_code(obj: Any) -> bool:
     return not any(resolved.startswith(prefix) for prefix in _LIBRARY_PATHS)
 
 
+def _shown_path(file: str | None) -> str:
+    """A source file as the user would type it: relative to the working directory."""
+    if file is None:
+        return "?"
+    try:
+        return Path(file).resolve().relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return file
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """The source being read, to point at a line in warnings."""
+
+    name: str
+    file: str
+    lines: list[str]
+    first: int
+
+    def at(self, node: ast.AST) -> str:
+        line = getattr(node, "lineno", 1)
+        text = self.lines[line - 1].strip() if 0 < line <= len(self.lines) else ""
+        return f"{self.file}:{self.first + line - 1}: {text}"
+
+
 class _Analyser:
     """A worklist over app code reachable from one handler."""
 
     def __init__(self, handler: Callable[..., Any]) -> None:
         self.handler = handler
+        self.app_packages = frozenset({_top_package(inspect.unwrap(handler))} - {""})
         self.ops: set[str] = set()
         self.problems: list[str] = []
         self.seen: set[int] = set()
         self.queue: deque[Any] = deque()
+        self.source = _Source(_describe(handler), "?", [], 1)
 
     def run(self) -> Analysis:
         self._enqueue_callable(self.handler, root=True)
@@ -153,7 +200,7 @@ class _Analyser:
             return
         if inspect.ismethod(obj):
             if _is_connections(obj.__self__):
-                self._note_op(obj.__name__, where=_describe(obj))
+                self.note_op(obj.__name__)
                 return
             obj = obj.__func__
         if inspect.isfunction(obj) or inspect.isclass(obj):
@@ -166,7 +213,7 @@ class _Analyser:
             )
             return
         # an instance of the app's own class: what it runs lives in its class
-        if _is_app_code(type(obj)):
+        if _is_app_code(type(obj), self.app_packages):
             self._enqueue(type(obj))
 
     def _enqueue(self, obj: Any) -> None:
@@ -184,14 +231,14 @@ class _Analyser:
             # a function's own code object: inspect.getsource(function) would follow
             # __wrapped__ and hide a decorator's wrapper
             target = obj.__code__ if inspect.isfunction(obj) else obj
-            source = textwrap.dedent(inspect.getsource(target))
-            tree = ast.parse(source)
+            lines, first = inspect.getsourcelines(target)
+            tree = ast.parse(textwrap.dedent("".join(lines)))
         except (OSError, TypeError, SyntaxError) as exc:
             self.problems.append(f"cannot read the source of {_describe(obj)}: {exc}")
             return
-        namespace = self._namespace(obj)
-        self._add_imports(tree, namespace)
-        self._walk(tree, namespace, where=_describe(obj))
+        file = _shown_path(inspect.getsourcefile(target))
+        self.source = _Source(_describe(obj), file, lines, max(first, 1))
+        _Walker(self, self._namespace(obj)).visit(tree)
 
     @staticmethod
     def _namespace(obj: Any) -> dict[str, Any]:
@@ -207,66 +254,31 @@ class _Analyser:
                 continue
         return namespace
 
-    @staticmethod
-    def _add_imports(tree: ast.AST, namespace: dict[str, Any]) -> None:
-        """Imports inside the function: resolve them against already imported modules."""
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                module = sys.modules.get(node.module)
-                for alias in node.names:
-                    value = getattr(module, alias.name, _UNKNOWN) if module else _UNKNOWN
-                    if value is _UNKNOWN:
-                        value = sys.modules.get(f"{node.module}.{alias.name}", _UNKNOWN)
-                    namespace[alias.asname or alias.name] = value
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    if alias.asname:
-                        namespace[alias.asname] = sys.modules.get(alias.name, _UNKNOWN)
-                    else:
-                        top = alias.name.partition(".")[0]
-                        namespace[top] = sys.modules.get(top, _UNKNOWN)
+    def found(self, value: Any, node: ast.AST) -> None:
+        """A name or dotted name at `node` denotes `value`."""
+        if _is_connections(value):
+            self.problems.append(
+                f"{self.source.name} uses wsgate.connections in a way the analyser cannot "
+                f"follow, at {self.source.at(node)}"
+            )
+        elif inspect.ismethod(value) and _is_connections(value.__self__):
+            self.note_op(value.__name__, node)
+        else:
+            self._follow(value)
 
-    def _walk(self, tree: ast.AST, namespace: Mapping[str, Any], *, where: str) -> None:
-        parents: dict[ast.AST, ast.AST] = {}
-        for node in ast.walk(tree):
-            for child in ast.iter_child_nodes(node):
-                parents[child] = node
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Name | ast.Attribute):
-                continue
-            value = _resolve(node, namespace)
-            if value is _UNKNOWN:
-                continue
-            if _is_connections(value):
-                self._connections_use(node, parents, where=where)
-            elif inspect.ismethod(value) and _is_connections(value.__self__):
-                self._note_op(value.__name__, where=where)
-            else:
-                self._follow(value)
-
-    def _connections_use(
-        self, node: ast.AST, parents: Mapping[ast.AST, ast.AST], *, where: str
-    ) -> None:
-        """`connections` itself: only `connections.<op>` tells what it does."""
-        parent = parents.get(node)
-        if isinstance(parent, ast.Attribute) and parent.value is node:
-            self._note_op(parent.attr, where=where)
-            return
-        line = getattr(node, "lineno", "?")
-        self.problems.append(
-            f"{where} uses wsgate.connections in a way the analyser cannot follow "
-            f"(line {line} of its source: {ast.unparse(parent or node)!r})"
-        )
-
-    def _note_op(self, name: str, *, where: str) -> None:
+    def note_op(self, name: str, node: ast.AST | None = None) -> None:
         if name in OPERATIONS:
             self.ops.add(name)
         else:
-            self.problems.append(f"{where} uses wsgate.connections.{name}, not a known operation")
+            where = self.source.at(node) if node is not None else _describe(self.handler)
+            self.problems.append(
+                f"{self.source.name} uses wsgate.connections.{name}, not a known operation, "
+                f"at {where}"
+            )
 
     def _follow(self, value: Any) -> None:
         """Queue app code a name refers to (functions, classes, instances, containers)."""
-        if _is_app_code(value):
+        if _is_app_code(value, self.app_packages):
             self._enqueue(value)
         elif isinstance(value, functools.partial):
             self._follow(value.func)
@@ -278,24 +290,169 @@ class _Analyser:
         elif isinstance(value, list | tuple | set | frozenset):
             for item in list(value):
                 self._follow_shallow(item)
-        elif not isinstance(value, types.ModuleType) and _is_app_code(type(value)):
+        elif not isinstance(value, types.ModuleType) and _is_app_code(
+            type(value), self.app_packages
+        ):
             self._enqueue(type(value))
 
     def _follow_shallow(self, item: Any) -> None:
         if _is_connections(item):
             self.problems.append("wsgate.connections is stored in a container the app reads")
         elif inspect.ismethod(item) and _is_connections(item.__self__):
-            self._note_op(item.__name__, where="a container the app reads")
-        elif _is_app_code(item):
+            self.note_op(item.__name__)
+        elif _is_app_code(item, self.app_packages):
             self._enqueue(item)
 
 
-def _resolve(node: ast.AST, namespace: Mapping[str, Any]) -> Any:
-    """The object a dotted name denotes, looking only into modules and classes."""
-    if isinstance(node, ast.Name):
-        return namespace.get(node.id, _UNKNOWN)
-    if isinstance(node, ast.Attribute):
-        base = _resolve(node.value, namespace)
-        if isinstance(base, types.ModuleType) or inspect.isclass(base):
-            return getattr(base, node.attr, _UNKNOWN)
-    return _UNKNOWN
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
+
+
+class _Scope:
+    """Names a function, class or comprehension binds itself, which hide the globals."""
+
+    def __init__(self, *, is_class: bool = False) -> None:
+        self.is_class = is_class
+        #: name -> what it denotes: an import's object, or _UNKNOWN for a plain local
+        self.bindings: dict[str, Any] = {}
+        self.declared_global: set[str] = set()
+        self.declared_nonlocal: set[str] = set()
+
+    def done(self) -> _Scope:
+        """Names declared global or nonlocal are not this scope's own."""
+        for name in self.declared_global | self.declared_nonlocal:
+            self.bindings.pop(name, None)
+        return self
+
+    def bind(self, name: str, value: Any = _UNKNOWN) -> None:
+        if self.bindings.get(name, _UNKNOWN) is _UNKNOWN:
+            self.bindings[name] = value
+
+
+class _Walker:
+    """Walks one parsed source with Python's scoping rules, reporting what names denote.
+
+    Without scopes a parameter called `message` would look like the module's `message`
+    handler, and its permissions would leak into every function that names it.
+    """
+
+    def __init__(self, analyser: _Analyser, namespace: Mapping[str, Any]) -> None:
+        self.analyser = analyser
+        self.namespace = namespace
+
+    def visit(self, node: ast.AST, scopes: tuple[_Scope, ...] = ()) -> None:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            self._visit_function(node, scopes)
+        elif isinstance(node, ast.ClassDef):
+            for child in (*node.decorator_list, *node.bases, *node.keywords):
+                self.visit(child, scopes)
+            scope = _Scope(is_class=True)
+            _collect(node.body, scope)
+            scope.done()
+            for statement in node.body:
+                self.visit(statement, (*scopes, scope))
+        elif isinstance(node, _COMPREHENSIONS):
+            scope = _Scope()
+            for generator in node.generators:
+                for target in ast.walk(generator.target):
+                    if isinstance(target, ast.Name):
+                        scope.bind(target.id)
+            for child in ast.iter_child_nodes(node):
+                self.visit(child, (*scopes, scope))
+        elif isinstance(node, ast.Name | ast.Attribute):
+            self._visit_reference(node, scopes)
+        else:
+            for child in ast.iter_child_nodes(node):
+                self.visit(child, scopes)
+
+    def _visit_function(
+        self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, scopes: tuple[_Scope, ...]
+    ) -> None:
+        # decorators and defaults run in the enclosing scope
+        outer: list[ast.AST] = [*node.args.defaults, *filter(None, node.args.kw_defaults)]
+        if not isinstance(node, ast.Lambda):
+            outer.extend(node.decorator_list)
+        for child in outer:
+            self.visit(child, scopes)
+        scope = _Scope()
+        arguments = node.args
+        for arg in (
+            *arguments.posonlyargs,
+            *arguments.args,
+            *arguments.kwonlyargs,
+            *filter(None, (arguments.vararg, arguments.kwarg)),
+        ):
+            scope.bind(arg.arg)
+        body: list[ast.AST] = [node.body] if isinstance(node, ast.Lambda) else list(node.body)
+        _collect(body, scope)
+        scope.done()
+        # a function does not see the class body it is defined in
+        visible = (*(s for s in scopes if not s.is_class), scope)
+        for statement in body:
+            self.visit(statement, visible)
+
+    def _visit_reference(self, node: ast.Name | ast.Attribute, scopes: tuple[_Scope, ...]) -> None:
+        if isinstance(node, ast.Attribute):
+            base = self._resolve(node.value, scopes)
+            if _is_connections(base):
+                self.analyser.note_op(node.attr, node)
+                return
+        value = self._resolve(node, scopes)
+        if value is not _UNKNOWN:
+            self.analyser.found(value, node)
+        if isinstance(node, ast.Attribute):
+            self.visit(node.value, scopes)
+
+    def _resolve(self, node: ast.AST, scopes: tuple[_Scope, ...]) -> Any:
+        """The object a (dotted) name denotes, looking only into modules and classes."""
+        if isinstance(node, ast.Name):
+            for scope in reversed(scopes):
+                if node.id in scope.declared_global:
+                    break
+                if node.id in scope.bindings:
+                    return scope.bindings[node.id]
+            return self.namespace.get(node.id, _UNKNOWN)
+        if isinstance(node, ast.Attribute):
+            base = self._resolve(node.value, scopes)
+            if isinstance(base, types.ModuleType) or inspect.isclass(base):
+                return getattr(base, node.attr, _UNKNOWN)
+        return _UNKNOWN
+
+
+def _collect(body: Iterable[ast.AST], scope: _Scope) -> None:
+    """Record the names `body` binds in `scope`, without entering nested scopes."""
+    pending = list(body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            scope.bind(node.name)
+            # decorators, defaults and bases belong to this scope; bodies do not
+            pending.extend(getattr(node, "decorator_list", []))
+            pending.extend(getattr(node, "bases", []))
+            continue
+        if isinstance(node, (ast.Lambda, *_COMPREHENSIONS)):
+            continue
+        if isinstance(node, ast.Global):
+            scope.declared_global.update(node.names)
+            continue
+        if isinstance(node, ast.Nonlocal):
+            scope.declared_nonlocal.update(node.names)
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
+            scope.bind(node.id)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            scope.bind(node.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    scope.bind(alias.asname, sys.modules.get(alias.name, _UNKNOWN))
+                else:
+                    top = alias.name.partition(".")[0]
+                    scope.bind(top, sys.modules.get(top, _UNKNOWN))
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            module = sys.modules.get(node.module)
+            for alias in node.names:
+                value = getattr(module, alias.name, _UNKNOWN) if module else _UNKNOWN
+                if value is _UNKNOWN:
+                    value = sys.modules.get(f"{node.module}.{alias.name}", _UNKNOWN)
+                scope.bind(alias.asname or alias.name, value)
+        pending.extend(ast.iter_child_nodes(node))

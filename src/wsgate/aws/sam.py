@@ -1,0 +1,305 @@
+"""SAM / CloudFormation template -> LambdaAppSpec: a WebSocket API's routes and functions.
+
+The graph followed, as API Gateway follows it when deployed:
+
+    AWS::ApiGatewayV2::Api (ProtocolType WEBSOCKET, RouteSelectionExpression)
+      <- AWS::ApiGatewayV2::Route (ApiId, RouteKey, Target "integrations/<Integration>")
+           <- AWS::ApiGatewayV2::RouteResponse (RouteId): the route is two-way
+      -> AWS::ApiGatewayV2::Integration (AWS_PROXY, IntegrationUri
+           arn:aws:apigateway:...:lambda:path/2015-03-31/functions/<function ARN>/invocations)
+      -> AWS::Serverless::Function (Handler, CodeUri, Runtime, Environment.Variables,
+           MemorySize, Timeout; `Globals.Function` under them) or AWS::Lambda::Function
+           (Code as a local path)
+
+Defaults are CloudFormation's: 128 MB and 3 s. The stage is --stage, else the
+`AWS::ApiGatewayV2::Stage` of the API, else `dev`; the region is AWS_REGION (or
+AWS_DEFAULT_REGION) from the environment, else us-east-1, as `sam local` does with a
+profile; the stack name (for `${AWS::StackName}`) is the template's folder name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from wsgate.aws.cloudformation import (
+    DYNAMODB_TABLE,
+    FUNCTION_TYPES,
+    LAMBDA_FUNCTION,
+    NO_VALUE,
+    SIMPLE_TABLE,
+    Intrinsics,
+    Pseudo,
+    table_spec,
+)
+from wsgate.aws.spec import (
+    CLOUDFORMATION_MEMORY_MB,
+    CLOUDFORMATION_TIMEOUT_S,
+    DEFAULT_REGION,
+    DEFAULT_ROUTE_SELECTION,
+    FunctionSpec,
+    LambdaAppSpec,
+    RouteSpec,
+    environment_value,
+    is_python_runtime,
+)
+from wsgate.core.routing import CONNECT, DISCONNECT
+from wsgate.exceptions import ConfigError
+
+API = "AWS::ApiGatewayV2::Api"
+ROUTE = "AWS::ApiGatewayV2::Route"
+ROUTE_RESPONSE = "AWS::ApiGatewayV2::RouteResponse"
+INTEGRATION = "AWS::ApiGatewayV2::Integration"
+STAGE = "AWS::ApiGatewayV2::Stage"
+
+_FUNCTION_IN_URI = re.compile(r":function:([^/:]+)")
+
+
+def _stack_name(path: Path) -> str:
+    name = re.sub(r"[^A-Za-z0-9-]", "-", path.resolve().parent.name).strip("-")
+    return name or "wsgate"
+
+
+def sam_spec(
+    doc: Any, path: Path, *, stage: str | None = None, environ: Mapping[str, str] | None = None
+) -> LambdaAppSpec:
+    """The WebSocket API of a parsed SAM or CloudFormation template."""
+    source = path.name
+    if not isinstance(doc, dict) or not isinstance(doc.get("Resources"), dict):
+        raise ConfigError(f"{source}: a template needs a Resources mapping")
+    environ = os.environ if environ is None else environ
+    resources: dict[str, Any] = doc["Resources"]
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    intrinsics = Intrinsics(
+        source=source,
+        resource=lambda name: (
+            resources.get(name) if isinstance(resources.get(name), dict) else None
+        ),
+        pseudo=Pseudo(region=region, stack_name=_stack_name(path)),
+        parameters=doc.get("Parameters") or {},
+        mappings=doc.get("Mappings") or {},
+    )
+
+    def of_type(kind: str) -> dict[str, dict[str, Any]]:
+        return {
+            name: res
+            for name, res in resources.items()
+            if isinstance(res, dict) and res.get("Type") == kind
+        }
+
+    def props(name: str, res: Mapping[str, Any]) -> dict[str, Any]:
+        value = res.get("Properties") or {}
+        if not isinstance(value, dict):
+            raise intrinsics.error(f"Resources.{name}.Properties", "must be a mapping")
+        return value
+
+    def prop(name: str, res: Mapping[str, Any], key: str) -> Any:
+        properties = props(name, res)
+        if key not in properties:
+            return None
+        value = intrinsics.evaluate(properties[key], f"Resources.{name}.Properties.{key}")
+        return None if value is NO_VALUE else value
+
+    apis = {
+        name: res
+        for name, res in of_type(API).items()
+        if str(prop(name, res, "ProtocolType")).upper() == "WEBSOCKET"
+    }
+    if not apis:
+        raise ConfigError(f"{source}: no {API} with ProtocolType WEBSOCKET")
+    if len(apis) > 1:
+        raise ConfigError(
+            f"{source}: {len(apis)} WebSocket APIs ({', '.join(sorted(apis))}); wsgate serves one"
+        )
+    ((api_id, api),) = apis.items()
+    selection = prop(api_id, api, "RouteSelectionExpression") or DEFAULT_ROUTE_SELECTION
+
+    if stage is None:
+        stages = [
+            prop(name, res, "StageName")
+            for name, res in of_type(STAGE).items()
+            if prop(name, res, "ApiId") == api_id
+        ]
+        stage = str(stages[0]) if stages else "dev"
+
+    two_way_routes = {
+        prop(name, res, "RouteId")
+        for name, res in of_type(ROUTE_RESPONSE).items()
+        if prop(name, res, "ApiId") in (api_id, None)
+    }
+    integrations = of_type(INTEGRATION)
+    functions_by_name: dict[str, str] = {}
+    for name, res in resources.items():
+        if isinstance(res, dict) and res.get("Type") in FUNCTION_TYPES:
+            functions_by_name[name] = name
+            functions_by_name[intrinsics.function_name(name, res)] = name
+
+    routes: dict[str, list[RouteSpec]] = {}
+    seen: dict[str, str] = {}
+    for name, res in of_type(ROUTE).items():
+        if prop(name, res, "ApiId") != api_id:
+            continue
+        where = f"Resources.{name}.Properties"
+        key = prop(name, res, "RouteKey")
+        if not isinstance(key, str):
+            raise intrinsics.error(f"{where}.RouteKey", "a route needs a RouteKey")
+        if key in seen:
+            raise intrinsics.error(where, f"route {key!r} is already defined by {seen[key]}")
+        seen[key] = name
+        target = prop(name, res, "Target")
+        if not isinstance(target, str) or not target.startswith("integrations/"):
+            raise intrinsics.error(
+                f"{where}.Target", f"route {key!r} needs Target 'integrations/<Integration>'"
+            )
+        integration_id = target.removeprefix("integrations/")
+        integration = integrations.get(integration_id)
+        if integration is None:
+            raise intrinsics.error(
+                f"{where}.Target", f"no {INTEGRATION} named {integration_id!r} in the template"
+            )
+        function = _integrated_function(
+            integration_id, integration, prop, intrinsics, functions_by_name
+        )
+        two_way = name in two_way_routes and key not in (CONNECT, DISCONNECT)
+        routes.setdefault(function, []).append(RouteSpec(key, two_way))
+    if not routes:
+        raise ConfigError(f"{source}: the WebSocket API {api_id} has no routes")
+
+    globals_ = (doc.get("Globals") or {}).get("Function") or {}
+    functions = tuple(
+        _function(name, resources[name], globals_, tuple(keys), intrinsics, path)
+        for name, keys in routes.items()
+    )
+    tables = tuple(
+        table_spec(name, res, intrinsics)
+        for name, res in resources.items()
+        if isinstance(res, dict) and res.get("Type") in (DYNAMODB_TABLE, SIMPLE_TABLE)
+    )
+    name = prop(api_id, api, "Name")
+    return LambdaAppSpec(
+        name=str(name or api_id),
+        source=path,
+        route_selection=str(selection),
+        stage=stage,
+        region=region,
+        functions=functions,
+        tables=tables,
+    )
+
+
+def _integrated_function(
+    integration_id: str,
+    integration: dict[str, Any],
+    prop: Callable[[str, Mapping[str, Any], str], Any],
+    intrinsics: Intrinsics,
+    functions_by_name: Mapping[str, str],
+) -> str:
+    where = f"Resources.{integration_id}.Properties"
+    kind = str(prop(integration_id, integration, "IntegrationType") or "").upper()
+    if kind != "AWS_PROXY":
+        raise intrinsics.error(
+            f"{where}.IntegrationType",
+            f"{kind or 'no IntegrationType'}: wsgate runs AWS_PROXY Lambda integrations only",
+        )
+    uri = prop(integration_id, integration, "IntegrationUri")
+    match = _FUNCTION_IN_URI.search(uri) if isinstance(uri, str) else None
+    if match is None or match.group(1) not in functions_by_name:
+        raise intrinsics.error(
+            f"{where}.IntegrationUri",
+            f"{uri!r} does not name a function of this template "
+            "(expected ...functions/${Function.Arn}/invocations)",
+        )
+    return functions_by_name[match.group(1)]
+
+
+def _function(
+    name: str,
+    resource: dict[str, Any],
+    globals_: Mapping[str, Any],
+    routes: tuple[RouteSpec, ...],
+    intrinsics: Intrinsics,
+    path: Path,
+) -> FunctionSpec:
+    base = f"Resources.{name}.Properties"
+    own = resource.get("Properties") or {}
+    serverless = resource.get("Type") != LAMBDA_FUNCTION
+    merged: dict[str, Any] = {**globals_, **own} if serverless else dict(own)
+    if serverless:
+        variables = {
+            **((globals_.get("Environment") or {}).get("Variables") or {}),
+            **((own.get("Environment") or {}).get("Variables") or {}),
+        }
+    else:
+        variables = (own.get("Environment") or {}).get("Variables") or {}
+
+    def value(key: str) -> Any:
+        if key not in merged:
+            return None
+        result = intrinsics.evaluate(merged[key], f"{base}.{key}")
+        return None if result is NO_VALUE else result
+
+    runtime = value("Runtime")
+    if not is_python_runtime(runtime):
+        raise intrinsics.error(
+            f"{base}.Runtime",
+            f"function {name} uses runtime {runtime!r}; wsgate runs Python functions "
+            "(python3.x) only",
+        )
+    if str(value("PackageType") or "Zip") != "Zip":
+        raise intrinsics.error(f"{base}.PackageType", f"function {name}: only Zip packages run")
+    handler = value("Handler")
+    if not isinstance(handler, str) or "." not in handler:
+        raise intrinsics.error(f"{base}.Handler", f"function {name} needs Handler module.function")
+    code = value("CodeUri" if serverless else "Code")
+    if code is None and serverless and "InlineCode" not in merged:
+        code = "."
+    if not isinstance(code, str):
+        raise intrinsics.error(
+            f"{base}.{'CodeUri' if serverless else 'Code'}",
+            f"function {name}: the code must be a local folder (not S3 or inline code)",
+        )
+    code_dir = (path.parent / code).resolve()
+    if not code_dir.is_dir():
+        raise intrinsics.error(f"{base}.CodeUri", f"function {name}: no folder {code_dir}")
+
+    environment: dict[str, str] = {}
+    for key, raw in variables.items():
+        where = f"{base}.Environment.Variables.{key}"
+        resolved = intrinsics.evaluate(raw, where)
+        if resolved is NO_VALUE:
+            continue
+        try:
+            text = environment_value(resolved)
+        except TypeError as exc:
+            raise intrinsics.error(where, str(exc)) from None
+        if text is not None:
+            environment[str(key)] = text
+
+    def number(key: str, default: float) -> float:
+        raw = value(key)
+        if raw is None:
+            return default
+        try:
+            result = float(raw)
+        except (TypeError, ValueError):
+            raise intrinsics.error(f"{base}.{key}", f"expected a number, got {raw!r}") from None
+        if result <= 0:
+            raise intrinsics.error(f"{base}.{key}", f"must be positive, got {raw!r}")
+        return int(result) if result.is_integer() else result
+
+    reserved = value("ReservedConcurrentExecutions")
+    return FunctionSpec(
+        name=name,
+        function_name=intrinsics.function_name(name, resource),
+        handler=handler,
+        code_dir=code_dir,
+        runtime=str(runtime),
+        environment=environment,
+        memory_size=int(number("MemorySize", CLOUDFORMATION_MEMORY_MB)),
+        timeout=number("Timeout", CLOUDFORMATION_TIMEOUT_S),
+        routes=routes,
+        reserved_concurrency=int(reserved) if reserved else None,
+    )

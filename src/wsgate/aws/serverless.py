@@ -1,0 +1,572 @@
+"""serverless.yml -> LambdaAppSpec: the functions with `websocket` events, as deployed.
+
+What is read, and how the Serverless Framework (v3) would read it:
+
+- `functions.<key>` with `events: [- websocket: $connect]` (short form) or
+  `- websocket: {route: X, routeResponseSelectionExpression: $default}` (long form; the
+  route response makes the route two-way). Functions without websocket events are skipped.
+- `provider.websocketsApiRouteSelectionExpression` (default `$request.body.action`),
+  `provider.websocketsApiName`, `provider.region` (default us-east-1), `provider.stage`.
+- `runtime`, `memorySize` (default 1024), `timeout` (default 6 s), `environment` (merged
+  over `provider.environment`), `name` (default `{service}-{stage}-{key}`),
+  `reservedConcurrency`: function first, then provider.
+- `resources.Resources`: `AWS::DynamoDB::Table`s, to create locally and to resolve `Ref`s.
+
+Variables are resolved lazily, only in the keys above: `${self:path}`, `${opt:stage}`
+(the --stage option), `${sls:stage}`, `${opt:region}` (no option: falls back),
+`${env:NAME}`, `${file(path):sub.path}`, `${aws:region}`, `${aws:accountId}`, fallbacks
+(`${opt:stage, 'dev'}`, `${opt:stage, self:provider.stage}`) and nesting. `${ssm:...}`,
+`${cf:...}`, `${s3:...}` and `${param:...}` need AWS: only their fallback is used. A value
+that cannot be resolved is a ConfigError naming the key and the variable. `${AWS::Region}`
+and other CloudFormation placeholders are left alone for `Fn::Sub`. CloudFormation `Ref`
+and `Fn::*` in environment values are evaluated by `wsgate.aws.cloudformation`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wsgate.aws.cloudformation import (
+    DYNAMODB_TABLE,
+    LAMBDA_FUNCTION,
+    NO_VALUE,
+    Intrinsics,
+    Pseudo,
+    load_document,
+    table_spec,
+)
+from wsgate.aws.spec import (
+    DEFAULT_REGION,
+    DEFAULT_ROUTE_SELECTION,
+    LOCAL_ACCOUNT_ID,
+    SERVERLESS_MEMORY_MB,
+    SERVERLESS_TIMEOUT_S,
+    FunctionSpec,
+    LambdaAppSpec,
+    RouteSpec,
+    TableSpec,
+    environment_value,
+    is_python_runtime,
+)
+from wsgate.core.routing import CONNECT, DISCONNECT
+from wsgate.exceptions import ConfigError
+
+log = logging.getLogger("wsgate.aws")
+
+#: Sources a `${source:address}` may name. Others are CloudFormation placeholders.
+_SOURCES = frozenset(
+    {"self", "opt", "sls", "env", "file", "aws", "ssm", "cf", "s3", "param", "strToBool"}
+)
+#: Sources that need AWS: unavailable locally, so only their fallback can be used.
+_REMOTE_SOURCES = frozenset({"ssm", "cf", "s3", "param"})
+_ADDRESS = re.compile(r"^(\w+)(?::(.*)|\((.*)\)(?::(.*))?)$", re.DOTALL)
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+#: A variable that resolved to nothing (so a fallback is tried).
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Quoted:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Var:
+    """`${part, fallback, ...}`; each part is a sequence of text, quoted text and variables."""
+
+    parts: tuple[tuple[str | _Quoted | _Var, ...], ...]
+    raw: str
+
+
+def _parse(text: str) -> list[str | _Var]:
+    """Split a string into literal text and `${...}` variables (nested ones included)."""
+    nodes: list[str | _Var] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(text):
+        parsed = _parse_var(text, i) if text.startswith("${", i) else None
+        if parsed is None:
+            literal.append(text[i])
+            i += 1
+            continue
+        if literal:
+            nodes.append("".join(literal))
+            literal = []
+        nodes.append(parsed[0])
+        i = parsed[1]
+    if literal:
+        nodes.append("".join(literal))
+    return nodes
+
+
+def _parse_var(text: str, start: int) -> tuple[_Var, int] | None:
+    parts: list[tuple[str | _Quoted | _Var, ...]] = []
+    current: list[str | _Quoted | _Var] = []
+    chars: list[str] = []
+
+    def flush() -> None:
+        if chars:
+            current.append("".join(chars))
+            chars.clear()
+
+    i = start + 2
+    while i < len(text):
+        char = text[i]
+        if text.startswith("${", i):
+            inner = _parse_var(text, i)
+            if inner is None:
+                return None
+            flush()
+            current.append(inner[0])
+            i = inner[1]
+        elif char in "'\"":
+            end = text.find(char, i + 1)
+            if end < 0:
+                return None
+            flush()
+            current.append(_Quoted(text[i + 1 : end]))
+            i = end + 1
+        elif char in ",}":
+            flush()
+            parts.append(tuple(current))
+            current = []
+            i += 1
+            if char == "}":
+                return _Var(tuple(parts), text[start:i]), i
+        else:
+            chars.append(char)
+            i += 1
+    return None
+
+
+def _source_of(part: tuple[str | _Quoted | _Var, ...]) -> str | None:
+    first = part[0] if part else None
+    if not isinstance(first, str):
+        return None
+    match = re.match(r"\s*(\w+)[:(]", first)
+    if match is None or first.lstrip().startswith(match.group(1) + "::"):
+        return None
+    return match.group(1) if match.group(1) in _SOURCES else None
+
+
+class _Resolver:
+    """Serverless variables in one serverless.yml, resolved on demand."""
+
+    def __init__(
+        self, doc: Mapping[str, Any], path: Path, stage: str | None, environ: Mapping[str, str]
+    ) -> None:
+        self.doc = doc
+        self.path = path
+        self.source = path.name
+        self.option_stage = stage
+        self.environ = environ
+        self._files: dict[Path, Any] = {}
+        self._active: list[str] = []
+        self._stage: str | None = None
+        self._region: str | None = None
+
+    def error(self, where: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {where}: {message}")
+
+    # -- values at paths ---------------------------------------------------------------
+
+    def walk(self, path: str, where: str | None = None) -> Any:
+        """The node at `path` (dotted), variables resolved on the way but not inside it."""
+        node: Any = self.doc
+        walked: list[str] = []
+        for step in path.split(".") if path else []:
+            node = self.shallow(node, ".".join(walked) or "(root)")
+            if isinstance(node, dict) and step in node:
+                node = node[step]
+            elif isinstance(node, list) and step.isdigit() and int(step) < len(node):
+                node = node[int(step)]
+            else:
+                return _MISSING
+            walked.append(step)
+        if isinstance(node, str):
+            if path in self._active:
+                chain = " -> ".join([*self._active, path])
+                raise self.error(where or path, f"circular variable reference: {chain}")
+            self._active.append(path)
+            try:
+                node = self.shallow(node, path)
+            finally:
+                self._active.pop()
+        return node
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The value at `path` with every variable in it resolved; `default` if absent."""
+        node = self.walk(path)
+        return default if node is _MISSING or node is None else self.deep(node, path)
+
+    def keys(self, path: str) -> list[str]:
+        node = self.walk(path)
+        if node is _MISSING or node is None:
+            return []
+        if not isinstance(node, dict):
+            raise self.error(path, f"expected a mapping, got {type(node).__name__}")
+        return [str(key) for key in node]
+
+    def deep(self, value: Any, where: str) -> Any:
+        value = self.shallow(value, where)
+        if isinstance(value, dict):
+            return {key: self.deep(item, f"{where}.{key}") for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.deep(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        return value
+
+    def shallow(self, value: Any, where: str) -> Any:
+        """A string's variables resolved (the result may be a mapping or list, unresolved)."""
+        if not isinstance(value, str) or "${" not in value:
+            return value
+        nodes = _parse(value)
+        if len(nodes) == 1 and isinstance(nodes[0], _Var) and self._is_variable(nodes[0]):
+            return self._resolve(nodes[0], where)
+        out: list[str] = []
+        for node in nodes:
+            if isinstance(node, str):
+                out.append(node)
+            elif not self._is_variable(node):
+                out.append(node.raw)
+            else:
+                out.append(self._embed(self._resolve(node, where), node, where))
+        return "".join(out)
+
+    def _is_variable(self, var: _Var) -> bool:
+        return bool(var.parts) and _source_of(var.parts[0]) is not None
+
+    def _embed(self, value: Any, var: _Var, where: str) -> str:
+        if isinstance(value, dict | list):
+            raise self.error(
+                where, f"{var.raw} is a {type(value).__name__}; it cannot be part of a string"
+            )
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    # -- variables ---------------------------------------------------------------------
+
+    def _resolve(self, var: _Var, where: str) -> Any:
+        reasons: list[str] = []
+        for index, part in enumerate(var.parts):
+            value = self._part(part, where, reasons, first=index == 0)
+            if value is not _MISSING and value is not None:
+                return value
+        raise self.error(where, f"cannot resolve {var.raw}: {'; '.join(reasons)}")
+
+    def _part(
+        self, part: tuple[str | _Quoted | _Var, ...], where: str, reasons: list[str], first: bool
+    ) -> Any:
+        pieces = [p for p in part if not (isinstance(p, str) and not p.strip())]
+        if len(pieces) == 1 and isinstance(pieces[0], _Quoted):
+            return pieces[0].text
+        if len(pieces) == 1 and isinstance(pieces[0], _Var):
+            inner = pieces[0]
+            return self._resolve(inner, where) if self._is_variable(inner) else inner.raw
+        text = "".join(
+            p
+            if isinstance(p, str)
+            else p.text
+            if isinstance(p, _Quoted)
+            else self._embed(self._resolve(p, where), p, where)
+            for p in part
+        ).strip()
+        match = _ADDRESS.match(text)
+        if match is None or match.group(1) not in _SOURCES:
+            if first:
+                reasons.append(f"{text!r} is not a variable")
+                return _MISSING
+            if text in ("true", "false"):
+                return text == "true"
+            if _NUMBER.match(text):
+                return float(text) if "." in text else int(text)
+            return text  # a bare fallback word: `${opt:stage, dev}`
+        source, address, argument, subpath = match.groups()
+        return self._source(source, address, argument, subpath, where, reasons)
+
+    def _source(
+        self,
+        source: str,
+        address: str | None,
+        argument: str | None,
+        subpath: str | None,
+        where: str,
+        reasons: list[str],
+    ) -> Any:
+        address = (address or "").strip()
+        if source == "self":
+            value = self.walk(address, where)
+            if value is _MISSING and address in ("provider.stage", "provider.region"):
+                # The framework fills these in (dev, us-east-1) before resolving variables.
+                return self.stage if address == "provider.stage" else self.region
+            if value is _MISSING:
+                reasons.append(f"self:{address} does not exist")
+            return value
+        if source == "opt":
+            if address == "stage" and self.option_stage is not None:
+                return self.option_stage
+            reasons.append(f"no --{address} option was given")
+            return _MISSING
+        if source == "sls":
+            if address == "stage":
+                return self.stage
+            if address == "instanceId":
+                return "wsgate-local"
+            reasons.append(f"sls:{address} is not supported")
+            return _MISSING
+        if source == "env":
+            value = self.environ.get(address)
+            if value is None:
+                reasons.append(f"environment variable {address} is not set")
+                return _MISSING
+            return value
+        if source == "aws":
+            if address == "region":
+                return self.region
+            if address == "accountId":
+                return LOCAL_ACCOUNT_ID
+            reasons.append(f"aws:{address} is not supported")
+            return _MISSING
+        if source == "file":
+            return self._file((argument or "").strip(), (subpath or "").strip(), where, reasons)
+        if source == "strToBool":
+            return (argument or "").strip().lower() in ("true", "1")
+        if source in _REMOTE_SOURCES:
+            reasons.append(f"{source}: needs AWS and is not available locally (add a fallback)")
+            return _MISSING
+        reasons.append(f"{source}: is not supported")
+        return _MISSING
+
+    def _file(self, name: str, subpath: str, where: str, reasons: list[str]) -> Any:
+        path = (self.path.parent / name).resolve()
+        if path.suffix not in (".yml", ".yaml", ".json"):
+            reasons.append(f"file({name}): only YAML and JSON files are supported")
+            return _MISSING
+        if path not in self._files:
+            if not path.is_file():
+                reasons.append(f"file({name}) does not exist")
+                return _MISSING
+            self._files[path] = load_document(path)
+        node = self._files[path]
+        for step in subpath.split(".") if subpath else []:
+            node = self.shallow(node, f"{where} (file({name}))")
+            if not isinstance(node, dict) or step not in node:
+                reasons.append(f"file({name}):{subpath} does not exist")
+                return _MISSING
+            node = node[step]
+        return self.shallow(node, where)
+
+    # -- stage and region --------------------------------------------------------------
+
+    @property
+    def stage(self) -> str:
+        """--stage, else provider.stage (which may use `${opt:stage, ...}`), else dev."""
+        if self._stage is None:
+            if self.option_stage is not None:
+                self._stage = self.option_stage
+            else:
+                self._stage = "dev"  # what provider.stage sees if it refers to sls:stage
+                self._stage = str(self.get("provider.stage", "dev"))
+        return self._stage
+
+    @property
+    def region(self) -> str:
+        if self._region is None:
+            self._region = DEFAULT_REGION
+            self._region = str(self.get("provider.region", DEFAULT_REGION))
+        return self._region
+
+
+def _logical_function_id(key: str) -> str:
+    """The logical id the Serverless Framework gives a function's AWS::Lambda::Function."""
+    normalized = key[:1].upper() + key[1:]
+    return normalized.replace("-", "Dash").replace("_", "Underscore") + "LambdaFunction"
+
+
+def serverless_spec(
+    doc: Any, path: Path, *, stage: str | None = None, environ: Mapping[str, str] | None = None
+) -> LambdaAppSpec:
+    """The WebSocket functions of a parsed serverless.yml."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path.name}: expected a mapping at the top level")
+    r = _Resolver(doc, path, stage, os.environ if environ is None else environ)
+    service = r.get("service")
+    if isinstance(service, dict):
+        service = service.get("name")
+    if not isinstance(service, str) or not service:
+        raise r.error("service", "a service name is required")
+    stage_name = r.stage
+    region = r.region
+
+    synthetic: dict[str, dict[str, Any]] = {}
+    keys = r.keys("functions")
+    for key in keys:
+        name = r.get(f"functions.{key}.name") or f"{service}-{stage_name}-{key}"
+        synthetic[_logical_function_id(key)] = {
+            "Type": LAMBDA_FUNCTION,
+            "Properties": {"FunctionName": name},
+        }
+
+    def resource(name: str) -> Mapping[str, Any] | None:
+        if name in synthetic:
+            return synthetic[name]
+        node = r.walk(f"resources.Resources.{name}")
+        return node if isinstance(node, dict) else None
+
+    intrinsics = Intrinsics(
+        source=path.name,
+        resource=resource,
+        pseudo=Pseudo(region=region, stack_name=f"{service}-{stage_name}"),
+        variables=r.shallow,
+    )
+
+    provider_env = _environment(r, intrinsics, "provider.environment")
+    functions: list[FunctionSpec] = []
+    owners: dict[str, str] = {}
+    for key in keys:
+        routes = _websocket_routes(r, key)
+        if not routes:
+            continue
+        for route in routes:
+            if route.key in owners:
+                raise r.error(
+                    f"functions.{key}.events",
+                    f"route {route.key!r} is already handled by function {owners[route.key]!r}",
+                )
+            owners[route.key] = key
+        functions.append(
+            _function(r, intrinsics, key, routes, provider_env, f"{service}-{stage_name}-{key}")
+        )
+    if not functions:
+        raise ConfigError(f"{path.name}: no function has a websocket event")
+
+    tables: list[TableSpec] = []
+    for name in r.keys("resources.Resources"):
+        node = resource(name)
+        if (
+            node is not None
+            and r.shallow(node.get("Type"), f"resources.Resources.{name}.Type") == DYNAMODB_TABLE
+        ):
+            tables.append(table_spec(name, node, intrinsics))
+
+    return LambdaAppSpec(
+        name=str(r.get("provider.websocketsApiName") or f"{stage_name}-{service}-websockets"),
+        source=path,
+        route_selection=str(
+            r.get("provider.websocketsApiRouteSelectionExpression", DEFAULT_ROUTE_SELECTION)
+        ),
+        stage=stage_name,
+        region=region,
+        functions=tuple(functions),
+        tables=tuple(tables),
+    )
+
+
+def _websocket_routes(r: _Resolver, key: str) -> tuple[RouteSpec, ...]:
+    where = f"functions.{key}.events"
+    events = r.get(where, [])
+    if not isinstance(events, list):
+        raise r.error(where, "events must be a list")
+    routes: list[RouteSpec] = []
+    for index, event in enumerate(events):
+        if not isinstance(event, dict) or "websocket" not in event:
+            continue
+        config = event["websocket"]
+        at = f"{where}[{index}].websocket"
+        if isinstance(config, str):
+            routes.append(RouteSpec(config))
+            continue
+        if not isinstance(config, dict) or not isinstance(config.get("route"), str):
+            raise r.error(at, "expected a route key or a mapping with 'route'")
+        route = config["route"]
+        two_way = bool(config.get("routeResponseSelectionExpression"))
+        if config.get("authorizer"):
+            log.warning(
+                "%s: %s: authorizers are not run locally; every client is let in",
+                r.source,
+                at,
+            )
+        routes.append(RouteSpec(route, two_way and route not in (CONNECT, DISCONNECT)))
+    return tuple(routes)
+
+
+def _environment(r: _Resolver, intrinsics: Intrinsics, path: str) -> dict[str, str]:
+    raw = r.get(path, {})
+    if not isinstance(raw, dict):
+        raise r.error(path, f"environment must be a mapping, got {type(raw).__name__}")
+    env: dict[str, str] = {}
+    for name, value in raw.items():
+        where = f"{path}.{name}"
+        value = intrinsics.evaluate(value, where)
+        if value is NO_VALUE:
+            continue
+        try:
+            text = environment_value(value)
+        except TypeError as exc:
+            raise r.error(where, str(exc)) from None
+        if text is not None:
+            env[str(name)] = text
+    return env
+
+
+def _number(r: _Resolver, path: str, fallback_path: str, default: float) -> float:
+    value = r.get(path)
+    where = path
+    if value is None:
+        value, where = r.get(fallback_path), fallback_path
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise r.error(where, f"expected a number, got {value!r}") from None
+    if number <= 0:
+        raise r.error(where, f"must be positive, got {value!r}")
+    return int(number) if number.is_integer() else number
+
+
+def _function(
+    r: _Resolver,
+    intrinsics: Intrinsics,
+    key: str,
+    routes: tuple[RouteSpec, ...],
+    provider_env: Mapping[str, str],
+    default_name: str,
+) -> FunctionSpec:
+    base = f"functions.{key}"
+    runtime = r.get(f"{base}.runtime") or r.get("provider.runtime")
+    if runtime is None:
+        raise r.error(
+            base, f"function {key!r} has no runtime: set provider.runtime (e.g. python3.12)"
+        )
+    if not is_python_runtime(runtime):
+        raise r.error(
+            f"{base}.runtime",
+            f"function {key!r} uses runtime {runtime!r}; wsgate runs Python functions "
+            "(python3.x) only",
+        )
+    handler = r.get(f"{base}.handler")
+    if not isinstance(handler, str) or "." not in handler:
+        raise r.error(f"{base}.handler", f"function {key!r} needs a handler 'module.function'")
+    reserved = r.get(f"{base}.reservedConcurrency")
+    return FunctionSpec(
+        name=key,
+        function_name=str(r.get(f"{base}.name") or default_name),
+        handler=handler,
+        code_dir=r.path.parent.resolve(),
+        runtime=str(runtime),
+        environment={**provider_env, **_environment(r, intrinsics, f"{base}.environment")},
+        memory_size=int(
+            _number(r, f"{base}.memorySize", "provider.memorySize", SERVERLESS_MEMORY_MB)
+        ),
+        timeout=_number(r, f"{base}.timeout", "provider.timeout", SERVERLESS_TIMEOUT_S),
+        routes=routes,
+        reserved_concurrency=int(reserved) if reserved else None,
+    )

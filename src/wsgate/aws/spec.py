@@ -1,0 +1,99 @@
+"""What `wsgate serve serverless.yml|template.yaml` runs: Lambda functions behind routes.
+
+Both loaders (`wsgate.aws.serverless`, `wsgate.aws.sam`) reduce their file to one
+`LambdaAppSpec`, so the runtime (`wsgate.aws.runtime`) does not care where it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: The Serverless Framework's defaults for a function (v3 docs: memorySize, timeout).
+SERVERLESS_MEMORY_MB = 1024
+SERVERLESS_TIMEOUT_S = 6
+#: CloudFormation's / SAM's defaults for AWS::Lambda::Function and AWS::Serverless::Function.
+CLOUDFORMATION_MEMORY_MB = 128
+CLOUDFORMATION_TIMEOUT_S = 3
+#: Serverless's `websocketsApiRouteSelectionExpression` default, and API Gateway's usual one.
+DEFAULT_ROUTE_SELECTION = "$request.body.action"
+DEFAULT_REGION = "us-east-1"
+#: The account id in every ARN wsgate makes up (as `LambdaContext` uses).
+LOCAL_ACCOUNT_ID = "000000000000"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """One route of the WebSocket API and whether it has a route response (two-way)."""
+
+    key: str
+    two_way: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    """One Lambda function, as its execution environment needs it."""
+
+    #: The key in serverless.yml's `functions`, or the logical id in a template.
+    name: str
+    #: The deployed name: AWS_LAMBDA_FUNCTION_NAME and `context.function_name`.
+    function_name: str
+    #: `module.function`, relative to `code_dir` (`/` allowed in the module part).
+    handler: str
+    #: The code root: LAMBDA_TASK_ROOT, first on sys.path, the working directory.
+    code_dir: Path
+    runtime: str
+    environment: Mapping[str, str]
+    memory_size: int
+    #: Seconds an invocation may run before it is stopped (Lambda's function timeout).
+    timeout: float
+    routes: tuple[RouteSpec, ...]
+    #: ReservedConcurrentExecutions / reservedConcurrency: caps the worker pool.
+    reserved_concurrency: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """A DynamoDB table the app declares, as `CreateTable` parameters."""
+
+    logical_id: str
+    create_params: Mapping[str, Any]
+    ttl_attribute: str | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.create_params["TableName"])
+
+
+@dataclass(frozen=True, slots=True)
+class LambdaAppSpec:
+    """A WebSocket API whose routes invoke Python Lambda functions."""
+
+    name: str
+    source: Path
+    route_selection: str
+    stage: str
+    region: str
+    functions: tuple[FunctionSpec, ...]
+    tables: tuple[TableSpec, ...] = field(default=())
+
+
+def is_python_runtime(runtime: Any) -> bool:
+    """`python3.12` and friends; anything else (nodejs, provided, java) is not ours."""
+    return isinstance(runtime, str) and runtime.startswith("python3")
+
+
+def environment_value(value: Any) -> str | None:
+    """A Lambda environment value as CloudFormation passes it: always a string.
+
+    Booleans become `true`/`false` (as CloudFormation writes them); `None` is no value.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a valid environment value")

@@ -1,0 +1,17 @@
+"""`wsgate bench`: measure wsgate against reference servers, on 127.0.0.1 only.
+
+Every server under test runs in its own subprocess, so its CPU time and resident memory
+can be read from /proc per scenario; the load generator runs in the benchmark process and
+reports its own CPU time, so a reader can tell whether it was the bottleneck.
+
+    python -m wsgate.bench --scenarios echo,fanout --servers wsgate,picows --repeat 3
+
+See docs/benchmarks.md for the method and the figures.
+"""
+
+from __future__ import annotations
+
+SCENARIOS = ("echo", "fanout", "connect", "memory")
+SERVERS = ("wsgate", "websockets", "picows", "serverless-offline")
+
+__all__ = ["SCENARIOS", "SERVERS"]

@@ -1,0 +1,5 @@
+"""`python -m wsgate.bench`: the same command as `wsgate bench`."""
+
+from wsgate.cli.bench import bench
+
+bench(auto_envvar_prefix="WSGATE_BENCH")

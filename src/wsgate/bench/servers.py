@@ -1,0 +1,81 @@
+"""The servers under test: wsgate and the references, each started as its own process."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from wsgate.bench import node, optional
+from wsgate.bench.procs import ServerProcess, free_port
+
+
+def unavailable_reason(name: str, workdir: Path) -> str | None:
+    """Why `name` cannot run here, or None if it can (installs serverless on first use)."""
+    if name == "wsgate":
+        return None
+    if name == "websockets":
+        if optional.load("websockets") is None:
+            return "websockets is not installed (pip install 'wsgate[bench]')"
+        return None
+    if name == "picows":
+        if optional.load("picows") is None:
+            return "picows is not installed (pip install 'wsgate[bench]')"
+        return None
+    if name == "serverless-offline":
+        try:
+            node.prepare(workdir / "npm-install.log")
+        except node.Unavailable as exc:
+            return str(exc)
+        return None
+    return f"unknown server {name!r}"
+
+
+def create(name: str, workdir: Path, tag: str) -> ServerProcess:
+    """A fresh (not yet started) process for server `name`; `tag` names its files."""
+    port = free_port()
+    log = workdir / f"{name}-{tag}.log"
+    python = [sys.executable, "-m"]
+    if name == "wsgate":
+        store = workdir / f"wsgate-{tag}.db"
+        for stale in workdir.glob(f"wsgate-{tag}.db*"):
+            stale.unlink()
+        return ServerProcess(
+            name,
+            [
+                *python,
+                "wsgate",
+                "serve",
+                "wsgate.bench.apps:app",
+                "--port",
+                str(port),
+                "--store",
+                f"sqlite:///{store.resolve()}",
+                "--log-level",
+                "warning",
+            ],
+            port=port,
+            url=f"ws://127.0.0.1:{port}/dev",
+            log=log,
+            store=store,
+        )
+    if name in ("websockets", "picows"):
+        return ServerProcess(
+            name,
+            [*python, f"wsgate.bench.refs.{name}_server", "--port", str(port)],
+            port=port,
+            url=f"ws://127.0.0.1:{port}/",
+            log=log,
+        )
+    if name == "serverless-offline":
+        root = node.cache_dir() / "serverless-offline"
+        return ServerProcess(
+            name,
+            node.command(root, port, free_port(), free_port()),
+            port=port,
+            url=f"ws://127.0.0.1:{port}/",
+            log=log,
+            cwd=root,
+            env=node.environment(port),
+            start_timeout=90.0,
+        )
+    raise ValueError(f"unknown server {name!r}")

@@ -1,0 +1,150 @@
+"""`wsgate bench`: the benchmark of issue 4, on 127.0.0.1, against reference servers."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from wsgate.bench import SCENARIOS, SERVERS
+
+
+def _names(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in allowed]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from "
+            f"{','.join(allowed)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+@click.command()
+@click.option(
+    "--scenarios",
+    default=",".join(SCENARIOS),
+    show_default=True,
+    help="Comma-separated scenarios to run.",
+)
+@click.option(
+    "--servers",
+    default=",".join(SERVERS),
+    show_default=True,
+    help="Comma-separated servers; wsgate's ratios need it among them.",
+)
+@click.option(
+    "--repeat",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 20),
+    help="Runs per scenario and server; the table shows medians.",
+)
+@click.option(
+    "--scale",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.001, 10.0),
+    help="Multiplies every count (connections, messages): 0.02 is a smoke run.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    default="wsgate-bench.json",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the results.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the results as a PNG (needs matplotlib).",
+)
+@click.option(
+    "--workdir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep server logs and stores here (default: a temporary folder).",
+)
+def bench(
+    scenarios: str,
+    servers: str,
+    repeat: int,
+    scale: float,
+    json_path: Path,
+    plot_path: Path | None,
+    workdir: Path | None,
+) -> None:
+    """Benchmark wsgate against raw websockets, raw picows and serverless-offline.
+
+    Everything runs on 127.0.0.1: each server in its own process, so its CPU time and
+    memory are its own; the load generator in this one. Exits 1 if a run failed or wsgate
+    lost a fan-out delivery; targets missed are reported, never an error.
+    """
+    from wsgate.bench import optional, report, runner
+
+    chosen_scenarios = _names(scenarios, SCENARIOS, "scenario")
+    chosen_servers = _names(servers, SERVERS, "server")
+    if not Path("/proc/self/stat").exists():
+        raise click.ClickException("wsgate bench reads CPU and memory from /proc: Linux only")
+    temporary = workdir is None
+    folder = Path(tempfile.mkdtemp(prefix="wsgate-bench-")) if workdir is None else workdir
+    folder.mkdir(parents=True, exist_ok=True)
+    loop_name, loop_factory = optional.loop_factory()
+
+    def progress(line: str) -> None:
+        click.echo(line, err=True)
+
+    click.echo(
+        f"wsgate bench: {','.join(chosen_scenarios)} x {','.join(chosen_servers)}, "
+        f"scale {scale:g}, {repeat} run(s) each",
+        err=True,
+    )
+    try:
+        with asyncio.Runner(loop_factory=loop_factory) as loop:
+            results = loop.run(
+                runner.run(
+                    scenarios=chosen_scenarios,
+                    names=chosen_servers,
+                    repeat=repeat,
+                    scale=scale,
+                    workdir=folder,
+                    progress=progress,
+                    loop_name=loop_name,
+                )
+            )
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if temporary:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    evaluated = report.evaluate(results)
+    meta = results.meta
+    click.echo(
+        f"\nwsgate bench, {meta['aggregate']}, scale {meta['scale']:g}, "
+        f"load generator: {meta['client']} on {meta['client_loop']} ({meta['duration_s']}s)\n"
+    )
+    click.echo(report.table(results))
+    click.echo("\nTargets (issue 4):")
+    click.echo(report.targets_text(evaluated))
+    for scenario, reason in meta["not_run"].items():
+        click.echo(f"\nNot run: {scenario}: {reason}.")
+    report.write_json(json_path, report.to_json(results, evaluated))
+    click.echo(f"\nJSON: {json_path}")
+    if plot_path is not None:
+        problem = report.plot(results, plot_path)
+        click.echo(f"plot: {plot_path}" if problem is None else f"plot: not drawn: {problem}")
+    failed = [row for row in results.rows if row.status == "failed"]
+    lost = [row for row in results.rows if row.server == "wsgate" and (row.worst("lost") or 0) > 0]
+    if failed or lost:
+        click.echo(
+            f"\n{len(failed)} row(s) failed, wsgate lost deliveries in {len(lost)}", err=True
+        )
+        sys.exit(1)
