@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from wsgate.aws.spec import LOCAL_ACCOUNT_ID, TableSpec
+from wsgate.aws.spec import LOCAL_ACCOUNT_ID, TableSpec, environment_value
 from wsgate.exceptions import ConfigError
 
 log = logging.getLogger("wsgate.aws")
@@ -134,6 +134,23 @@ class Intrinsics:
 
     def error(self, where: str, message: str) -> ConfigError:
         return ConfigError(f"{self.source}: {where}: {message}")
+
+    def environment(self, variables: Mapping[Any, Any], where: str) -> dict[str, str]:
+        """Environment variables as a Lambda function gets them: evaluated, stringified,
+        `AWS::NoValue` and nulls dropped."""
+        environment: dict[str, str] = {}
+        for name, raw in variables.items():
+            key = f"{where}.{name}"
+            resolved = self.evaluate(raw, key)
+            if resolved is NO_VALUE:
+                continue
+            try:
+                text = environment_value(resolved)
+            except TypeError as exc:
+                raise self.error(key, str(exc)) from None
+            if text is not None:
+                environment[str(name)] = text
+        return environment
 
     def evaluate(self, value: Any, where: str) -> Any:
         """`value` with every intrinsic function replaced by its result (deeply)."""

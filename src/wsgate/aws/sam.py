@@ -43,7 +43,6 @@ from wsgate.aws.spec import (
     FunctionSpec,
     LambdaAppSpec,
     RouteSpec,
-    environment_value,
     is_python_runtime,
 )
 from wsgate.core.routing import CONNECT, DISCONNECT
@@ -265,18 +264,7 @@ def _function(
     if not code_dir.is_dir():
         raise intrinsics.error(f"{base}.CodeUri", f"function {name}: no folder {code_dir}")
 
-    environment: dict[str, str] = {}
-    for key, raw in variables.items():
-        where = f"{base}.Environment.Variables.{key}"
-        resolved = intrinsics.evaluate(raw, where)
-        if resolved is NO_VALUE:
-            continue
-        try:
-            text = environment_value(resolved)
-        except TypeError as exc:
-            raise intrinsics.error(where, str(exc)) from None
-        if text is not None:
-            environment[str(key)] = text
+    environment = intrinsics.environment(variables, f"{base}.Environment.Variables")
 
     def number(key: str, default: float) -> float:
         raw = value(key)

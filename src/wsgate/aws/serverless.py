@@ -35,7 +35,6 @@ from typing import Any
 from wsgate.aws.cloudformation import (
     DYNAMODB_TABLE,
     LAMBDA_FUNCTION,
-    NO_VALUE,
     Intrinsics,
     Pseudo,
     load_document,
@@ -51,7 +50,6 @@ from wsgate.aws.spec import (
     LambdaAppSpec,
     RouteSpec,
     TableSpec,
-    environment_value,
     is_python_runtime,
 )
 from wsgate.core.routing import CONNECT, DISCONNECT
@@ -501,19 +499,7 @@ def _environment(r: _Resolver, intrinsics: Intrinsics, path: str) -> dict[str, s
     raw = r.get(path, {})
     if not isinstance(raw, dict):
         raise r.error(path, f"environment must be a mapping, got {type(raw).__name__}")
-    env: dict[str, str] = {}
-    for name, value in raw.items():
-        where = f"{path}.{name}"
-        value = intrinsics.evaluate(value, where)
-        if value is NO_VALUE:
-            continue
-        try:
-            text = environment_value(value)
-        except TypeError as exc:
-            raise r.error(where, str(exc)) from None
-        if text is not None:
-            env[str(name)] = text
-    return env
+    return intrinsics.environment(raw, path)
 
 
 def _number(r: _Resolver, path: str, fallback_path: str, default: float) -> float:
