@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,9 +46,13 @@ class ConnectionInfo:
 
 
 class ConnectionsAPI(Protocol):
-    """What a front end implements to serve `wsgate.connections`."""
+    """What a front end implements to serve `wsgate.connections`.
 
-    async def send(self, connection_id: str, data: Data) -> None: ...
+    `send` may return a future that is already done (the local gateway writes at once,
+    without a task, on the hot path of every echo); the others are coroutines.
+    """
+
+    def send(self, connection_id: str, data: Data) -> Awaitable[None]: ...
     async def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> int: ...
     async def subscribe(self, connection_id: str, topic: str) -> None: ...
     async def unsubscribe(self, connection_id: str, topic: str) -> bool: ...
@@ -105,7 +109,7 @@ class Connections:
     """The handler-facing API; see the module docstring for how calls behave."""
 
     @staticmethod
-    def _call(operation: Callable[[ConnectionsAPI], Coroutine[Any, Any, Any]]) -> Any:
+    def _call(operation: Callable[[ConnectionsAPI], Awaitable[Any]]) -> Any:
         binding = current.get(None) or _fallback
         if binding is None:
             raise WsgateError(
@@ -117,10 +121,17 @@ class Connections:
         except RuntimeError:
             running = None
         if running is binding.loop:
-            return binding.loop.create_task(operation(binding.api))
+            result = operation(binding.api)
+            if isinstance(result, asyncio.Future):
+                return result  # already done: no task needed
+            return asyncio.ensure_future(result)
         if running is not None:
             raise WsgateError("wsgate.connections was called from a foreign event loop")
-        return asyncio.run_coroutine_threadsafe(operation(binding.api), binding.loop).result()
+
+        async def on_the_loop() -> Any:
+            return await operation(binding.api)
+
+        return asyncio.run_coroutine_threadsafe(on_the_loop(), binding.loop).result()
 
     def send(self, connection_id: str, data: Data) -> Any:
         """Send one message to a connection. Raises GoneError if it is not open."""

@@ -15,6 +15,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
     UNSUPPORTED_DATA = 1003
     NO_STATUS = 1005
     ABNORMAL = 1006
@@ -41,6 +42,10 @@ DURATION_LIMIT = Close(CloseCode.GOING_AWAY, "Going away")
 MESSAGE_TOO_BIG = Close(CloseCode.MESSAGE_TOO_BIG, "Message too big")
 #: Inbound binary frame while binary messages are not accepted (documented 1003).
 BINARY_NOT_SUPPORTED = Close(CloseCode.UNSUPPORTED_DATA, "Binary frames are not supported")
+#: A text message that is not UTF-8 (RFC 6455 section 8.1).
+INVALID_TEXT = Close(CloseCode.INVALID_PAYLOAD, "Invalid UTF-8 in text message")
+#: Frames out of order (a continuation without a start, a new message inside another).
+PROTOCOL_ERROR = Close(CloseCode.PROTOCOL_ERROR, "Protocol error")
 #: Gateway shutting down.
 SHUTDOWN = Close(CloseCode.GOING_AWAY, "Going away")
 #: A client that vanished without a close frame: RFC 6455's 1006 (AWS's value is unknown).

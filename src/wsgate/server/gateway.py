@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
 import time
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
 
-import aiohttp
-from aiohttp import WSMsgType, web
+from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
 from wsgate import connection_api
 from wsgate.app import App, Event, Route
@@ -32,11 +32,14 @@ from wsgate.connection_api import ConnectionInfo, Data, StoreBackedConnections
 from wsgate.context import LambdaContext
 from wsgate.core import ids
 from wsgate.core.events import ConnectionContext, connect_event, disconnect_event, message_event
+from wsgate.core.handshake import HandshakeError, RequestHead, check_upgrade
 from wsgate.core.limits import (
     ABNORMAL_CLOSURE,
     BINARY_NOT_SUPPORTED,
     CLOSED_BY_MANAGEMENT_API,
+    INVALID_TEXT,
     MESSAGE_TOO_BIG,
+    PROTOCOL_ERROR,
     SHUTDOWN,
     Close,
     CloseCode,
@@ -53,7 +56,8 @@ from wsgate.core.responses import (
 )
 from wsgate.core.routing import CONNECT, DISCONNECT, NOT_JSON, parse_body
 from wsgate.dispatch import call_handler
-from wsgate.exceptions import GoneError
+from wsgate.exceptions import GoneError, PayloadTooLargeError
+from wsgate.server.front import hand_to_picows, write_response
 from wsgate.store.base import ConnectionRecord, Store
 
 log = logging.getLogger("wsgate.gateway")
@@ -72,35 +76,84 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class LiveConnection:
-    """An open socket and what the gateway tracks about it."""
+TEXT = WSMsgType.TEXT
+BINARY = WSMsgType.BINARY
+CONTINUATION = WSMsgType.CONTINUATION
+CLOSE = WSMsgType.CLOSE
+
+#: How long the gateway waits for the client's close frame after sending its own.
+CLOSE_TIMEOUT = 2.0
+
+
+class LiveConnection(WSListener):
+    """An open socket and what the gateway tracks about it; picows calls it per frame."""
 
     __slots__ = (
         "close",
+        "close_timer",
         "connected_mono",
+        "fragment_size",
+        "fragment_type",
+        "fragments",
+        "gateway",
+        "inflight",
         "info",
         "last_active_mono",
-        "last_active_ms",
-        "slots",
+        "limit",
+        "paused",
+        "peer_close",
         "touched",
-        "ws",
+        "transport",
     )
 
-    def __init__(self, info: ConnectionContext, ws: web.WebSocketResponse, limit: int) -> None:
+    def __init__(self, gateway: Gateway, info: ConnectionContext, limit: int) -> None:
+        self.gateway = gateway
         self.info = info
-        self.ws = ws
+        self.transport: WSTransport | None = None
         self.connected_mono = time.monotonic()
         self.last_active_mono = self.connected_mono
-        self.last_active_ms = info.connected_at
         self.touched = False
         #: The close the gateway started, if any (idle, duration, DeleteConnection, ...).
         self.close: Close | None = None
-        self.slots = asyncio.Semaphore(limit)
+        #: The close frame the client sent, if it started the close.
+        self.peer_close: Close | None = None
+        self.close_timer: asyncio.TimerHandle | None = None
+        #: Messages dispatched and not finished; at `limit` the socket is not read.
+        self.inflight = 0
+        self.limit = limit
+        self.paused = False
+        self.fragments: list[bytes] | None = None
+        self.fragment_type = TEXT
+        self.fragment_size = 0
 
-    def mark_active(self) -> None:
-        self.last_active_mono = time.monotonic()
-        self.last_active_ms = _now_ms()
-        self.touched = True
+    @property
+    def last_active_ms(self) -> int:
+        return self.info.connected_at + int((self.last_active_mono - self.connected_mono) * 1000)
+
+    @property
+    def is_open(self) -> bool:
+        transport = self.transport
+        return (
+            transport is not None
+            and self.close is None
+            and self.peer_close is None
+            and not transport.is_disconnected
+        )
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self.gateway._receive(self, transport, frame)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.gateway._disconnected(self, transport)
+
+    def pause_writing(self) -> None:
+        """The client reads slower than we write; asyncio buffers what is sent meanwhile."""
+
+    def resume_writing(self) -> None:
+        """The client caught up."""
 
 
 class Gateway(StoreBackedConnections):
@@ -128,7 +181,8 @@ class Gateway(StoreBackedConnections):
         self.stage_variables = dict(stage_variables) if stage_variables else None
         self.live: dict[str, LiveConnection] = {}
         self._threads = ThreadPoolExecutor(handler_threads, thread_name_prefix="wsgate-handler")
-        self._connection_tasks: set[asyncio.Task[Any]] = set()
+        #: Tasks that open or close connections (`$connect`, `$disconnect`); stop() awaits them.
+        self.connection_tasks: set[asyncio.Task[Any]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._binding: connection_api.Binding | None = None
@@ -151,10 +205,17 @@ class Gateway(StoreBackedConnections):
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self.live.values()):
-            await self._close(conn, SHUTDOWN)
+            self._close(conn, SHUTDOWN)
+        deadline = time.monotonic() + CLOSE_TIMEOUT + 0.5
+        while self.live and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self.live.values()):
+            if conn.transport is not None:
+                conn.transport.disconnect(graceful=False)
         # Let $disconnect and in-flight messages finish (within a handler timeout), then
         # cancel what is left, so no task outlives the gateway.
-        pending: set[asyncio.Task[Any]] = self._connection_tasks | self._tasks
+        await asyncio.sleep(0)
+        pending: set[asyncio.Task[Any]] = self.connection_tasks | self._tasks
         if pending:
             _, pending = await asyncio.wait(pending, timeout=self.limits.handler_timeout + 1)
         for task in pending:
@@ -185,7 +246,7 @@ class Gateway(StoreBackedConnections):
             if conn.close is None:
                 close = self.limits.expired(now, conn.connected_mono, conn.last_active_mono)
                 if close is not None:
-                    self._spawn(self._close(conn, close))
+                    self._close(conn, close)
         if activity:
             await self.store.touch(activity)
 
@@ -226,91 +287,85 @@ class Gateway(StoreBackedConnections):
 
     # -- the WebSocket lifecycle -------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Serve one WebSocket upgrade request, from `$connect` to `$disconnect`."""
-        if self._stopping:
-            return web.json_response({"message": "Service Unavailable"}, status=503)
-        task = asyncio.current_task()
-        assert task is not None
-        self._connection_tasks.add(task)
-        try:
-            return await self._handle(request)
-        finally:
-            self._connection_tasks.discard(task)
+    async def open_connection(
+        self, head: RequestHead, transport: asyncio.Transport, received: bytes
+    ) -> None:
+        """Serve a WebSocket upgrade request: `$connect`, then the 101 and the socket.
 
-    def _connection_context(self, request: web.Request) -> ConnectionContext:
+        The front door paused reading; picows resumes it once it owns the socket.
+        """
+        try:
+            check_upgrade(head)
+        except HandshakeError as refusal:
+            _refuse(transport, refusal.status, refusal.message, refusal.headers)
+            return
+        if self._stopping:
+            _refuse(transport, 503, "Service Unavailable")
+            return
+        info = self._connection_context(head, transport)
+        subprotocol = None
+        connect_route = self.app.routes.get(CONNECT)
+        if connect_route is not None:
+            accepted, subprotocol = await self._run_connect(connect_route, head, info, transport)
+            if not accepted:
+                return
+        await self.store.add_connection(
+            ConnectionRecord(
+                connection_id=info.connection_id,
+                connected_at=info.connected_at,
+                last_active_at=info.connected_at,
+                source_ip=info.source_ip,
+                user_agent=info.user_agent,
+                stage=info.stage,
+                domain_name=info.domain_name,
+                node=self.node,
+                authorizer=info.authorizer,
+            )
+        )
+        conn = LiveConnection(self, info, self.limits.max_concurrent_messages)
+        self.live[info.connection_id] = conn
+        if not transport.is_closing():
+            hand_to_picows(
+                transport,
+                received,
+                conn,
+                max_frame_bytes=self.limits.max_message_bytes,
+                subprotocol=subprotocol,
+            )
+        if conn.transport is None:  # the client left during `$connect`
+            transport.abort()
+            self._disconnected(conn, None)
+
+    def _connection_context(
+        self, head: RequestHead, transport: asyncio.Transport
+    ) -> ConnectionContext:
+        peer = transport.get_extra_info("peername")
         return ConnectionContext(
             connection_id=ids.event_id(self._random),
             connected_at=_now_ms(),
-            source_ip=request.remote or "",
-            user_agent=request.headers.get("User-Agent"),
-            domain_name=request.host,
+            source_ip=str(peer[0]) if peer else "",
+            user_agent=head.header("User-Agent"),
+            domain_name=head.header("Host") or "",
             stage=self.stage,
             api_id=self.api_id,
         )
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        info = self._connection_context(request)
-        subprotocol = None
-        connect_route = self.app.routes.get(CONNECT)
-        if connect_route is not None:
-            refusal, subprotocol = await self._run_connect(connect_route, request, info)
-            if refusal is not None:
-                return refusal
-
-        ws = web.WebSocketResponse(
-            protocols=(subprotocol,) if subprotocol else (),
-            max_msg_size=self.limits.max_message_bytes,
-            autoping=True,
-        )
-        conn = LiveConnection(info, ws, self.limits.max_concurrent_messages)
-        close = ABNORMAL_CLOSURE
-        registered = False
-        try:
-            await ws.prepare(request)
-            await self.store.add_connection(
-                ConnectionRecord(
-                    connection_id=info.connection_id,
-                    connected_at=info.connected_at,
-                    last_active_at=info.connected_at,
-                    source_ip=info.source_ip,
-                    user_agent=info.user_agent,
-                    stage=info.stage,
-                    domain_name=info.domain_name,
-                    node=self.node,
-                    authorizer=info.authorizer,
-                )
-            )
-            self.live[info.connection_id] = conn
-            registered = True
-            close = await self._read(conn)
-        except (ConnectionError, aiohttp.ClientError):
-            close = conn.close or ABNORMAL_CLOSURE
-        finally:
-            self.live.pop(info.connection_id, None)
-            if not ws.closed:
-                await ws.close(code=close.code, message=close.reason.encode())
-            if registered:
-                await self.store.remove_connection(info.connection_id)
-            await self._run_disconnect(info, close)
-        return ws
-
     async def _run_connect(
-        self, route: Route, request: web.Request, info: ConnectionContext
-    ) -> tuple[web.Response | None, str | None]:
-        """Run `$connect`; return (a refusal response or None, the subprotocol to answer)."""
+        self, route: Route, head: RequestHead, info: ConnectionContext, transport: asyncio.Transport
+    ) -> tuple[bool, str | None]:
+        """Run `$connect`; answer a refusal; return (accepted, the subprotocol to answer)."""
         request_id = ids.event_id(self._random)
-        port = request.url.port or (443 if request.secure else 80)
+        _, colon, port = info.domain_name.rpartition(":")
         event = Event(
             connect_event(
                 info,
-                headers=request.headers.items(),
-                query=request.query.items(),
+                headers=head.headers,
+                query=head.query,
                 gateway_headers={
                     "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{self._random(12).hex()}",
                     "X-Forwarded-For": info.source_ip,
-                    "X-Forwarded-Port": str(port),
-                    "X-Forwarded-Proto": "https" if request.secure else "http",
+                    "X-Forwarded-Port": port if colon and port.isdigit() else "80",
+                    "X-Forwarded-Proto": "http",
                 },
                 stage_variables=self.stage_variables,
                 request_id=request_id,
@@ -320,16 +375,19 @@ class Gateway(StoreBackedConnections):
         try:
             result = await self.invoke(route, event)
         except HandlerTimedOut:
-            return _http_error(504, "Endpoint request timed out", request_id), None
+            _refuse(transport, 504, "Endpoint request timed out", request_id=request_id)
+            return False, None
         except HandlerFailed:
-            return _http_error(502, "Internal server error", request_id), None
+            _refuse(transport, 502, "Internal server error", request_id=request_id)
+            return False, None
         decision = connect_decision(result)
         if decision.problem is not None:
             handler_log.error("$connect handler %s: %s", route.name, decision.problem)
         if not decision.accepted:
             text = "Internal server error" if decision.status == 502 else _phrase(decision.status)
-            return _http_error(decision.status, text, request_id), None
-        return None, decision.subprotocol
+            _refuse(transport, decision.status, text, request_id=request_id)
+            return False, None
+        return True, decision.subprotocol
 
     async def _run_disconnect(self, info: ConnectionContext, close: Close) -> None:
         route = self.app.routes.get(DISCONNECT)
@@ -350,43 +408,107 @@ class Gateway(StoreBackedConnections):
         except (HandlerFailed, HandlerTimedOut):
             pass  # logged by invoke(); there is no client left to tell
 
-    async def _read(self, conn: LiveConnection) -> Close:
-        """Read messages until the socket closes; return how it closed."""
-        ws = conn.ws
-        binary_as_base64 = self.app.binary == "base64"
-        while True:
-            await conn.slots.acquire()
+    def _receive(self, conn: LiveConnection, transport: WSTransport, frame: WSFrame) -> None:
+        """One frame from the client (picows' callback: must not raise, must not block)."""
+        kind = frame.msg_type
+        if kind is TEXT and frame.fin and conn.fragments is None:
             try:
-                msg = await ws.receive()
-            except BaseException:
-                conn.slots.release()
-                raise
-            kind = msg.type
-            if kind is WSMsgType.TEXT:
-                conn.mark_active()
-                self._dispatch(conn, msg.data, parse_body(msg.data), False)
-            elif kind is WSMsgType.BINARY:
-                if not binary_as_base64:
-                    conn.slots.release()
-                    await self._close(conn, BINARY_NOT_SUPPORTED)
-                    return BINARY_NOT_SUPPORTED
-                conn.mark_active()
-                self._dispatch(conn, base64.b64encode(msg.data).decode("ascii"), NOT_JSON, True)
-            else:
-                conn.slots.release()
-                if kind is WSMsgType.CLOSE:
-                    return Close(int(msg.data), msg.extra or "")
-                if kind is WSMsgType.ERROR:
-                    code = getattr(msg.data, "code", CloseCode.ABNORMAL)
-                    if code == CloseCode.MESSAGE_TOO_BIG:
-                        return MESSAGE_TOO_BIG
-                    return Close(int(code), str(msg.data.args[1]) if len(msg.data.args) > 1 else "")
-                # CLOSING/CLOSED: the gateway closed it (conn.close says why) or the peer vanished.
-                return conn.close or Close(ws.close_code or CloseCode.ABNORMAL, "")
+                body = frame.get_payload_as_utf8_text()
+            except UnicodeDecodeError:
+                self._close(conn, INVALID_TEXT)
+                return
+            self._message(conn, body, False)
+        elif kind is TEXT or kind is BINARY or kind is CONTINUATION:
+            self._fragment(conn, kind, frame)
+        elif kind is CLOSE:
+            if conn.close is None and conn.peer_close is None:
+                code = int(frame.get_close_code().value)
+                reason = frame.get_close_reason() or ""
+                conn.peer_close = Close(code or CloseCode.NO_STATUS, reason)
+                if code:
+                    _send_close(transport, code, reason)
+                else:
+                    transport.send(CLOSE, b"")
+            transport.disconnect()
 
-    def _dispatch(self, conn: LiveConnection, body: str, parsed: Any, is_base64: bool) -> None:
+    def _fragment(self, conn: LiveConnection, kind: WSMsgType, frame: WSFrame) -> None:
+        """Binary messages, and messages sent in several frames."""
+        if kind is not CONTINUATION:
+            if conn.fragments is not None:
+                self._close(conn, PROTOCOL_ERROR)
+                return
+            conn.fragments = []
+            conn.fragment_type = kind
+            conn.fragment_size = 0
+        elif conn.fragments is None:
+            self._close(conn, PROTOCOL_ERROR)
+            return
+        conn.fragment_size += frame.payload_size
+        if conn.fragment_size > self.limits.max_message_bytes:
+            conn.fragments = None
+            self._close(conn, MESSAGE_TOO_BIG)
+            return
+        conn.fragments.append(frame.get_payload_as_bytes())
+        if not frame.fin:
+            return
+        data = b"".join(conn.fragments)
+        conn.fragments = None
+        if conn.fragment_type is TEXT:
+            try:
+                self._message(conn, data.decode("utf-8"), False)
+            except UnicodeDecodeError:
+                self._close(conn, INVALID_TEXT)
+        elif self.app.binary == "base64":
+            self._message(conn, base64.b64encode(data).decode("ascii"), True)
+        else:
+            self._close(conn, BINARY_NOT_SUPPORTED)
+
+    def _message(self, conn: LiveConnection, body: str, is_base64: bool) -> None:
+        """Route a message and start its handler; stop reading when too many are running."""
+        if conn.close is not None:
+            return  # closing: API Gateway drops what arrives after its close frame
+        conn.last_active_mono = time.monotonic()
+        conn.touched = True
+        parsed = NOT_JSON if is_base64 else parse_body(body)
         route_key = self.app.selector.select(parsed, self.app.routes)
+        conn.inflight += 1
+        if conn.inflight >= conn.limit and not conn.paused:
+            conn.paused = True
+            assert conn.transport is not None
+            conn.transport.underlying_transport.pause_reading()
         self._spawn(self._handle_message(conn, route_key, body, parsed, is_base64))
+
+    def _message_done(self, conn: LiveConnection) -> None:
+        conn.inflight -= 1
+        if conn.paused and conn.inflight < conn.limit:
+            conn.paused = False
+            transport = conn.transport
+            if transport is not None and not transport.is_disconnected:
+                transport.underlying_transport.resume_reading()
+
+    def _disconnected(self, conn: LiveConnection, transport: WSTransport | None) -> None:
+        """The socket is gone: forget it now; the store and `$disconnect` follow in a task."""
+        if conn.close_timer is not None:
+            conn.close_timer.cancel()
+        close = conn.close or conn.peer_close
+        if close is None:
+            sent = transport.close_handshake.sent if transport is not None else None
+            if sent is None or transport is None or transport.close_handshake.recv is not None:
+                close = ABNORMAL_CLOSURE
+            elif sent.code.value == CloseCode.MESSAGE_TOO_BIG:
+                close = MESSAGE_TOO_BIG
+            else:  # picows refused a malformed frame
+                close = Close(int(sent.code.value), sent.reason)
+        conn.close = close
+        if self.live.get(conn.info.connection_id) is conn:
+            del self.live[conn.info.connection_id]
+        task = asyncio.get_running_loop().create_task(self._forget(conn.info, close))
+        self.connection_tasks.add(task)
+        task.add_done_callback(self.connection_tasks.discard)
+
+    async def _forget(self, info: ConnectionContext, close: Close) -> None:
+        await self.store.remove_connection(info.connection_id)
+        await self._run_disconnect(info, close)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
@@ -400,7 +522,7 @@ class Gateway(StoreBackedConnections):
         request_id = ids.event_id(self._random)
         try:
             if route_key is None:
-                await self._reply(conn, error_frame(FORBIDDEN, info.connection_id, request_id))
+                self._reply(conn, error_frame(FORBIDDEN, info.connection_id, request_id))
                 return
             route = self.app.routes[route_key]
             event = Event(
@@ -432,37 +554,41 @@ class Gateway(StoreBackedConnections):
                 )
                 reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
             if reply is not None:
-                await self._reply(conn, reply)
+                self._reply(conn, reply)
         finally:
-            conn.slots.release()
+            self._message_done(conn)
 
-    async def _reply(self, conn: LiveConnection, payload: str | bytes) -> None:
+    def _reply(self, conn: LiveConnection, payload: str | bytes) -> None:
         """Send on the caller's own socket; a caller that left meanwhile is not an error."""
-        try:
-            await self._write(conn, payload)
-        except GoneError:
-            pass
+        if conn.is_open:
+            self._write(conn, payload)
 
-    async def _write(self, conn: LiveConnection, payload: str | bytes) -> None:
-        if conn.close is not None or conn.ws.closed:
+    def _write(self, conn: LiveConnection, payload: str | bytes) -> None:
+        """Queue a frame on an open connection (picows writes it now, or asyncio buffers it)."""
+        transport = conn.transport
+        if transport is None or conn.close is not None or conn.peer_close is not None:
             raise GoneError(conn.info.connection_id)
-        conn.mark_active()
-        try:
-            if isinstance(payload, str):
-                await conn.ws.send_str(payload)
-            else:
-                await conn.ws.send_bytes(payload)
-        except (ConnectionError, RuntimeError) as exc:
-            raise GoneError(conn.info.connection_id) from exc
+        if transport.is_disconnected:
+            raise GoneError(conn.info.connection_id)
+        conn.last_active_mono = time.monotonic()
+        conn.touched = True
+        if type(payload) is str:
+            transport.send(TEXT, payload.encode())
+        else:
+            transport.send(BINARY, payload)
 
-    async def _close(self, conn: LiveConnection, close: Close) -> None:
-        if conn.close is not None:
+    def _close(self, conn: LiveConnection, close: Close) -> None:
+        """Start closing: send the close frame; picows reports the end (`_disconnected`)."""
+        transport = conn.transport
+        if conn.close is not None or conn.peer_close is not None or transport is None:
             return
         conn.close = close
-        try:
-            await conn.ws.close(code=close.code, message=close.reason.encode())
-        except (ConnectionError, RuntimeError):
-            pass
+        if transport.is_disconnected:
+            return
+        _send_close(transport, close.code, close.reason)
+        conn.close_timer = asyncio.get_running_loop().call_later(
+            CLOSE_TIMEOUT, transport.disconnect
+        )
 
     # -- ConnectionsAPI: what handlers and the management API call ---------------------
 
@@ -484,28 +610,42 @@ class Gateway(StoreBackedConnections):
             )
         return GoneError(connection_id)
 
-    async def send(self, connection_id: str, data: Data) -> None:
-        payload = outbound_payload(data, self.limits.max_message_bytes)
+    async def _raise_gone(self, connection_id: str) -> None:
+        raise await self._gone(connection_id)
+
+    def send(self, connection_id: str, data: Data) -> Awaitable[None]:
+        """Write now, without a task: the result is a done future (or the 410 path)."""
         conn = self.live.get(connection_id)
         if conn is None:
-            raise await self._gone(connection_id)
-        await self._write(conn, payload)
+            return self._raise_gone(connection_id)
+        assert self._loop is not None
+        done = self._loop.create_future()
+        try:
+            self._write(conn, outbound_payload(data, self.limits.max_message_bytes))
+        except (GoneError, PayloadTooLargeError) as exc:
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+        return done
 
     async def _fan_out(self, targets: Iterable[str], data: Data, exclude: Iterable[str]) -> int:
         payload = outbound_payload(data, self.limits.max_message_bytes)
         skip = set(exclude)
+        live = self.live
         delivered = 0
+        gone: list[str] = []
         for connection_id in targets:
             if connection_id in skip:
                 continue
-            conn = self.live.get(connection_id)
-            try:
-                if conn is None:
-                    raise await self._gone(connection_id)
-                await self._write(conn, payload)
-            except GoneError:
+            conn = live.get(connection_id)
+            if conn is None or not conn.is_open:
+                gone.append(connection_id)
                 continue
+            self._write(conn, payload)
             delivered += 1
+        for connection_id in gone:
+            if connection_id not in live:
+                await self._gone(connection_id)
         return delivered
 
     async def info(self, connection_id: str) -> ConnectionInfo:
@@ -526,9 +666,15 @@ class Gateway(StoreBackedConnections):
 
     async def disconnect(self, connection_id: str) -> None:
         conn = self.live.get(connection_id)
-        if conn is None or conn.close is not None:
+        if conn is None or not conn.is_open:
             raise GoneError(connection_id)
-        await self._close(conn, CLOSED_BY_MANAGEMENT_API)
+        self._close(conn, CLOSED_BY_MANAGEMENT_API)
+
+
+def _send_close(transport: WSTransport, code: int, reason: str) -> None:
+    # picows' stub asks for a WSCloseCode; at run time it takes any int (4000-4999 too).
+    any_code: Any = code
+    transport.send_close(any_code, reason.encode())
 
 
 def _phrase(status: int) -> str:
@@ -538,10 +684,19 @@ def _phrase(status: int) -> str:
         return "Forbidden"
 
 
-def _http_error(status: int, message: str, request_id: str) -> web.Response:
-    return web.json_response(
-        {"message": message}, status=status, headers={"x-amzn-RequestId": request_id}
-    )
+def _refuse(
+    transport: asyncio.Transport,
+    status: int,
+    message: str,
+    headers: tuple[tuple[str, str], ...] = (),
+    *,
+    request_id: str | None = None,
+) -> None:
+    """Answer the upgrade request with an HTTP error, API Gateway's JSON body, and close."""
+    if request_id is not None:
+        headers = (*headers, ("x-amzn-RequestId", request_id))
+    body = json.dumps({"message": message}).encode()
+    write_response(transport, status, _phrase(status), body, headers)
 
 
 __all__ = ["Gateway", "HandlerFailed", "HandlerTimedOut", "LiveConnection"]

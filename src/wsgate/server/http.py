@@ -1,6 +1,7 @@
-"""The HTTP listener: one port for WebSocket clients and the `@connections` API.
+"""The HTTP side of the port: the `@connections` API and answers to plain requests.
 
-    GET  /{stage}, /{stage}/, /      WebSocket upgrade (plain GET: 426 Upgrade Required)
+    GET  /{stage}, /{stage}/, /      WebSocket upgrade (served by the gateway through
+                                     `server/front.py`; a plain GET: 426 Upgrade Required)
     *    [/{stage}]/@connections/... management API (loopback callers only, by default)
     anything else                    403 {"message": "Forbidden"}, as API Gateway answers
 
@@ -27,15 +28,20 @@ def _is_loopback(remote: str | None) -> bool:
         return False
 
 
+def socket_paths(stage: str) -> frozenset[str]:
+    """The paths WebSocket clients connect to."""
+    return frozenset({"/", f"/{stage}", f"/{stage}/"})
+
+
 def build_http_app(gateway: Gateway, *, allow_remote_management: bool = False) -> web.Application:
-    """The aiohttp application serving `gateway`."""
+    """The aiohttp application serving every request that is not a WebSocket upgrade."""
     management = ManagementAPI(
         gateway,
         gateway.store,
         stage=gateway.stage,
         max_message_bytes=gateway.limits.max_message_bytes,
     )
-    socket_paths = {"/", f"/{gateway.stage}", f"/{gateway.stage}/"}
+    paths = socket_paths(gateway.stage)
 
     async def route(request: web.Request) -> web.StreamResponse:
         raw_path = request.rel_url.raw_path
@@ -54,15 +60,18 @@ def build_http_app(gateway: Gateway, *, allow_remote_management: bool = False) -
                 else:
                     result = await management.handle(request.method, path, body)
             return web.Response(status=result.status, headers=result.headers, body=result.body)
-        if request.path in socket_paths and request.method == "GET":
-            upgrade = request.headers.get(hdrs.UPGRADE, "").lower()
-            if upgrade != "websocket":
+        if request.path in paths and request.method == "GET":
+            if "websocket" in request.headers.get(hdrs.UPGRADE, "").lower():
+                # The front door only sees a connection's first request.
                 return web.json_response(
-                    {"message": "Upgrade Required: connect with a WebSocket client"},
-                    status=426,
-                    headers={hdrs.UPGRADE: "websocket"},
+                    {"message": "Bad Request: open a WebSocket on a new connection"},
+                    status=400,
                 )
-            return await gateway.handle(request)
+            return web.json_response(
+                {"message": "Upgrade Required: connect with a WebSocket client"},
+                status=426,
+                headers={hdrs.UPGRADE: "websocket"},
+            )
         return web.json_response({"message": "Forbidden"}, status=403)
 
     # Bodies a little over the limit are read so the 413 can say their size.

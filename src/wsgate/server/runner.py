@@ -15,8 +15,9 @@ from aiohttp import web
 from wsgate.app import App
 from wsgate.core.limits import Limits
 from wsgate.exceptions import ConfigError
+from wsgate.server.front import FrontDoor
 from wsgate.server.gateway import Gateway
-from wsgate.server.http import build_http_app
+from wsgate.server.http import build_http_app, socket_paths
 from wsgate.store import DEFAULT_STORE_URL, Store, open_store
 
 log = logging.getLogger("wsgate.server")
@@ -86,16 +87,28 @@ async def serve(
         handle_signals=False,
         shutdown_timeout=1.0,
     )
+    listener: asyncio.Server | None = None
     try:
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        http_protocol = runner.server
+        assert http_protocol is not None
+        paths = socket_paths(stage)
+
+        def front_door() -> FrontDoor:
+            return FrontDoor(
+                paths, gateway.open_connection, http_protocol, gateway.connection_tasks
+            )
+
         try:
-            await site.start()
+            listener = await asyncio.get_running_loop().create_server(
+                front_door, host, port, reuse_address=True
+            )
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        bound = _bound_port(site)
-        yield Server(gateway, host, bound)
+        yield Server(gateway, host, _bound_port(listener))
     finally:
+        if listener is not None:
+            listener.close()
         await gateway.stop()
         await runner.cleanup()
 
@@ -105,11 +118,8 @@ def _check_stage(stage: str) -> None:
         raise ConfigError(f"bad stage name {stage!r}: use letters, digits, '-' or '_'")
 
 
-def _bound_port(site: web.TCPSite) -> int:
-    server = site._server
-    assert server is not None
-    sockets = getattr(server, "sockets", None) or []
-    for sock in sockets:
+def _bound_port(listener: asyncio.Server) -> int:
+    for sock in listener.sockets:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             return int(sock.getsockname()[1])
     raise RuntimeError("the listener has no TCP socket")

@@ -1,0 +1,126 @@
+"""The opening HTTP request of a connection: read its head, decide who serves it.
+
+Pure: bytes in, a `RequestHead` or a `HandshakeError` out. The network edge reads a
+request head, and only a well-formed WebSocket upgrade to a socket path becomes a
+WebSocket connection (after `$connect`); every other request goes to the HTTP app.
+Checking the upgrade here, before `$connect` runs, means a bad handshake never invokes a
+handler, as on API Gateway.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+#: Longest request head accepted (request line and headers); API Gateway's quotas
+#: allow 10 KB of headers, aiohttp and picows 8-16 KB.
+MAX_HEAD_BYTES = 16 * 1024
+
+_END = b"\r\n\r\n"
+
+
+class HandshakeError(Exception):
+    """The upgrade request is refused with `status`; `headers` go into the answer."""
+
+    def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """The request line and headers, header names as the client wrote them."""
+
+    method: str
+    path: str  # raw, still percent-encoded, without the query
+    query_string: str
+    headers: tuple[tuple[str, str], ...]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (case-insensitive), or None."""
+        wanted = name.lower()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                return value
+        return None
+
+    def tokens(self, name: str) -> set[str]:
+        """The comma-separated, lower-cased tokens of every `name` header."""
+        wanted = name.lower()
+        found: set[str] = set()
+        for key, value in self.headers:
+            if key.lower() == wanted:
+                found.update(token.strip().lower() for token in value.split(","))
+        return found
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        """The query parameters, decoded, in order, blank values kept."""
+        return parse_qsl(self.query_string, keep_blank_values=True)
+
+    @property
+    def is_websocket_upgrade(self) -> bool:
+        return self.method == "GET" and "websocket" in self.tokens("Upgrade")
+
+    def subprotocols(self) -> list[str]:
+        """The subprotocols the client offers, in its order of preference."""
+        offered: list[str] = []
+        for key, value in self.headers:
+            if key.lower() == "sec-websocket-protocol":
+                offered.extend(p.strip() for p in value.split(",") if p.strip())
+        return offered
+
+
+def head_length(buffer: bytes | bytearray) -> int:
+    """Bytes of the request head in `buffer` (blank line included), or -1 if incomplete."""
+    end = buffer.find(_END)
+    return -1 if end < 0 else end + len(_END)
+
+
+def parse_head(head: bytes) -> RequestHead:
+    """Parse a complete request head. Raises HandshakeError(400) when it is malformed."""
+    try:
+        text = head.decode("latin-1")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
+        raise HandshakeError(400, "Bad Request") from None
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise HandshakeError(400, "Bad Request: malformed request line")
+    method, target, _ = parts
+    path, _, query_string = target.partition("?")
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            raise HandshakeError(400, "Bad Request: malformed header line")
+        headers.append((name, value.strip()))
+    return RequestHead(method, path, query_string, tuple(headers))
+
+
+def check_upgrade(head: RequestHead) -> None:
+    """Check what RFC 6455 section 4.2.1 asks of an upgrade. Raises HandshakeError."""
+    if "upgrade" not in head.tokens("Connection"):
+        raise HandshakeError(400, "Bad Request: the Connection header must include Upgrade")
+    if head.header("Sec-WebSocket-Version") != "13":
+        raise HandshakeError(
+            426,
+            "Upgrade Required: only WebSocket version 13 is supported",
+            (("Sec-WebSocket-Version", "13"),),
+        )
+    key = head.header("Sec-WebSocket-Key") or ""
+    try:
+        valid_key = len(base64.b64decode(key, validate=True)) == 16
+    except (binascii.Error, ValueError):
+        valid_key = False
+    if not valid_key:
+        raise HandshakeError(400, "Bad Request: Sec-WebSocket-Key must be 16 bytes in base64")
+    length = head.header("Content-Length")
+    if head.header("Transfer-Encoding") is not None or length not in (None, "0"):
+        raise HandshakeError(400, "Bad Request: an upgrade request has no body")
