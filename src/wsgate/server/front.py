@@ -17,14 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from picows import WSListener, WSUpgradeResponse, WSUpgradeResponseWithListener
 from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-defined]
 
 from wsgate.core.handshake import MAX_HEAD_BYTES, RequestHead, head_length, parse_head
 
-log = logging.getLogger("wsgate.server")
+#: picows logs two INFO lines per connection; they stay out of `--log-level info` unless
+#: this logger is lowered. An adapter, so picows does not make a child logger per socket.
+_picows_logger = logging.getLogger("wsgate.websocket")
+_picows_logger.setLevel(logging.WARNING)
+_picows_log = logging.LoggerAdapter(_picows_logger, {})
 
 #: How long a client may take to send its request head.
 HEAD_TIMEOUT = 10.0
@@ -52,9 +56,9 @@ class FrontDoor(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        self._timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT, transport.abort)
+        # uvloop's transports do not derive from asyncio.Transport; they behave as one.
+        self._transport = cast(asyncio.Transport, transport)
+        self._timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT, self._transport.abort)
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
@@ -133,7 +137,7 @@ def hand_to_picows(
         None,  # path (client side only)
         False,  # is_client_side
         accept,
-        log,
+        _picows_log,
         True,  # disconnect_on_exception
         None,  # handshake timeout: the head is already here
         False,  # auto ping: API Gateway does not ping clients
