@@ -125,3 +125,9 @@ def test_sweep_interval_has_a_floor() -> None:
     """The sweep never runs more often than every 50 ms."""
     assert Limits(idle_timeout=0.01).sweep_interval() == 0.05
     assert Limits(max_connection_duration=0.1).sweep_interval() == 0.05
+
+
+def test_sweep_interval_follows_a_short_handler_timeout() -> None:
+    """Handler timeouts are enforced by the sweeper, so it runs at a tenth of the timeout."""
+    assert Limits(handler_timeout=0.5).sweep_interval() == pytest.approx(0.05)
+    assert Limits(handler_timeout=3).sweep_interval() == pytest.approx(0.3)
