@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Awaitable
 from concurrent.futures import Executor
 from typing import Any
 
@@ -17,18 +18,20 @@ from wsgate import connection_api
 from wsgate.app import Event, Route
 
 
-async def call_handler(
+def call_handler(
     route: Route,
     event: Event,
     context: Any,
     binding: connection_api.Binding,
     executor: Executor,
-) -> Any:
-    """Run `route`'s handler with `wsgate.connections` bound to `binding`."""
+) -> Awaitable[Any]:
+    """Start `route`'s handler with `wsgate.connections` bound to `binding`; await the result.
+
+    A plain function returning the handler's own coroutine (or the thread's future), so
+    an async handler costs no extra coroutine per call. Call it from the caller's task.
+    """
     connection_api.current.set(binding)
     if route.is_async:
-        return await route.handler(event, context)
+        return route.handler(event, context)
     run = contextvars.copy_context().run
-    return await asyncio.get_running_loop().run_in_executor(
-        executor, run, route.handler, event, context
-    )
+    return asyncio.get_running_loop().run_in_executor(executor, run, route.handler, event, context)

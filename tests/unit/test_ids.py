@@ -67,20 +67,31 @@ def test_api_ids_vary() -> None:
     assert len({api_id(os.urandom) for _ in range(50)}) > 1
 
 
-def test_random_pool_serves_distinct_slices_and_refills() -> None:
-    """The pool hands out consecutive slices of its source and refills when empty."""
-    from wsgate.core.ids import RandomPool
+def test_id_pool_makes_the_ids_event_id_makes_from_the_same_bytes() -> None:
+    """Each pooled id is `event_id` of 11 bytes of the source; the 12th of each block is skipped."""
+    from wsgate.core.ids import IdPool
+
+    data = os.urandom(12 * 4)
+    pool = IdPool(fixed(data), batch=4)
+    made = [pool() for _ in range(4)]
+    expected = [event_id(fixed(data[12 * i : 12 * i + 11])) for i in range(4)]
+    assert sorted(made) == sorted(expected)
+
+
+def test_id_pool_refills_and_ids_are_well_formed_and_distinct() -> None:
+    """The pool draws again when empty; ids keep the format and do not repeat."""
+    from wsgate.core.ids import IdPool
 
     calls: list[int] = []
 
     def source(n: int) -> bytes:
         calls.append(n)
-        return bytes(range(len(calls), len(calls) + n))
+        return os.urandom(n)
 
-    pool = RandomPool(source, size=16)
-    first, second = pool(11), pool(5)
-    assert first + second == bytes(range(1, 17))
-    assert pool(11) == bytes(range(2, 13))  # refilled from a second call
-    assert calls == [16, 16]
-    ids = {event_id(RandomPool(os.urandom)) for _ in range(200)}
-    assert len(ids) == 200
+    pool = IdPool(source, batch=8)
+    made = {pool() for _ in range(20)}
+    assert calls == [96, 96, 96]
+    assert len(made) == 20
+    for value in made:
+        assert re.fullmatch(r"[A-Za-z0-9_-]{15}=", value)
+        assert len(base64.urlsafe_b64decode(value)) == 11

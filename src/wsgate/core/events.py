@@ -32,32 +32,42 @@ class ConnectionContext:
     api_id: str
     authorizer: dict[str, Any] | None = None
     _identity: dict[str, str] = field(init=False, repr=False)
+    _template: dict[str, Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         identity = {"sourceIp": self.source_ip}
         if self.user_agent is not None:
             identity = {"userAgent": self.user_agent, "sourceIp": self.source_ip}
         self._identity = identity
-
-    def request_context(
-        self, route_key: str, event_type: str, request_id: str, now_ms: int
-    ) -> dict[str, Any]:
-        """The `requestContext` common to the three event types."""
-        context: dict[str, Any] = {
-            "routeKey": route_key,
-            "eventType": event_type,
-            "extendedRequestId": request_id,
-            "requestTime": request_time(now_ms),
+        # The keys in AWS's order; the per-event values are filled in by request_context.
+        self._template = {
+            "routeKey": None,
+            "eventType": None,
+            "extendedRequestId": None,
+            "requestTime": None,
             "messageDirection": "IN",
             "stage": self.stage,
             "connectedAt": self.connected_at,
-            "requestTimeEpoch": now_ms,
-            "identity": dict(self._identity),
-            "requestId": request_id,
+            "requestTimeEpoch": None,
+            "identity": None,
+            "requestId": None,
             "domainName": self.domain_name,
             "connectionId": self.connection_id,
             "apiId": self.api_id,
         }
+
+    def request_context(
+        self, route_key: str, event_type: str, request_id: str, now_ms: int
+    ) -> dict[str, Any]:
+        """The `requestContext` common to the three event types (a new dict every time)."""
+        context = self._template.copy()
+        context["routeKey"] = route_key
+        context["eventType"] = event_type
+        context["extendedRequestId"] = request_id
+        context["requestTime"] = request_time(now_ms)
+        context["requestTimeEpoch"] = now_ms
+        context["identity"] = self._identity.copy()
+        context["requestId"] = request_id
         if self.authorizer is not None:
             context["authorizer"] = dict(self.authorizer)
         return context

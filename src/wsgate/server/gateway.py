@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Coroutine, Iterable, Mapping
+import types
+from collections.abc import Awaitable, Coroutine, Generator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
@@ -177,7 +179,7 @@ class Gateway(StoreBackedConnections):
         self.api_id = api_id or ids.api_id(os.urandom)
         self.node = ids.event_id(os.urandom)
         # Ids are drawn on the event loop only; a pool per gateway, so never shared by a fork.
-        self._random = ids.RandomPool(os.urandom)
+        self._new_id = ids.IdPool(os.urandom)
         self.stage_variables = dict(stage_variables) if stage_variables else None
         self.live: dict[str, LiveConnection] = {}
         self._threads = ThreadPoolExecutor(handler_threads, thread_name_prefix="wsgate-handler")
@@ -270,18 +272,20 @@ class Gateway(StoreBackedConnections):
         timeout = self.limits.handler_timeout
         deadline = time.monotonic() + timeout
         context = LambdaContext(function_name=self.app.name, deadline=deadline)
-        # The sweeper cancels invocations past their deadline: a dict entry per call costs
-        # far less than a timer per call (asyncio.timeout was a tenth of an echo's time).
+        # The sweeper cancels tasks past their deadline: a dict entry per call costs far
+        # less than a timer per call (asyncio.timeout was a tenth of an echo's time). A
+        # message run eagerly has no task until it waits; `_run_eagerly` registers it then.
         task = asyncio.current_task(self._loop)
-        assert task is not None
-        self._deadlines[task] = deadline
+        if task is not None:
+            self._deadlines[task] = deadline
         try:
             return await call_handler(route, event, context, self._binding, self._threads)
         except asyncio.CancelledError:
-            if task not in self._timed_out:
+            running = asyncio.current_task(self._loop)
+            if running is None or running not in self._timed_out:
                 raise
-            self._timed_out.discard(task)
-            task.uncancel()
+            self._timed_out.discard(running)
+            running.uncancel()
             handler_log.error(
                 "%s handler %s timed out after %ss (connection %s)",
                 route.key,
@@ -301,7 +305,8 @@ class Gateway(StoreBackedConnections):
             )
             raise HandlerFailed from exc
         finally:
-            del self._deadlines[task]
+            if task is not None:
+                self._deadlines.pop(task, None)
 
     # -- the WebSocket lifecycle -------------------------------------------------------
 
@@ -359,7 +364,7 @@ class Gateway(StoreBackedConnections):
     ) -> ConnectionContext:
         peer = transport.get_extra_info("peername")
         return ConnectionContext(
-            connection_id=ids.event_id(self._random),
+            connection_id=self._new_id(),
             connected_at=_now_ms(),
             source_ip=str(peer[0]) if peer else "",
             user_agent=head.header("User-Agent"),
@@ -372,7 +377,7 @@ class Gateway(StoreBackedConnections):
         self, route: Route, head: RequestHead, info: ConnectionContext, transport: asyncio.Transport
     ) -> tuple[bool, str | None]:
         """Run `$connect`; answer a refusal; return (accepted, the subprotocol to answer)."""
-        request_id = ids.event_id(self._random)
+        request_id = self._new_id()
         _, colon, port = info.domain_name.rpartition(":")
         event = Event(
             connect_event(
@@ -380,7 +385,7 @@ class Gateway(StoreBackedConnections):
                 headers=head.headers,
                 query=head.query,
                 gateway_headers={
-                    "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{self._random(12).hex()}",
+                    "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()}",
                     "X-Forwarded-For": info.source_ip,
                     "X-Forwarded-Port": port if colon and port.isdigit() else "80",
                     "X-Forwarded-Proto": "http",
@@ -417,7 +422,7 @@ class Gateway(StoreBackedConnections):
                 status_code=close.code,
                 reason=close.reason,
                 stage_variables=self.stage_variables,
-                request_id=ids.event_id(self._random),
+                request_id=self._new_id(),
                 now_ms=_now_ms(),
             )
         )
@@ -494,7 +499,7 @@ class Gateway(StoreBackedConnections):
             conn.paused = True
             assert conn.transport is not None
             conn.transport.underlying_transport.pause_reading()
-        self._spawn(self._handle_message(conn, route_key, body, parsed, is_base64))
+        self._run_eagerly(self._handle_message(conn, route_key, body, parsed, is_base64))
 
     def _message_done(self, conn: LiveConnection) -> None:
         conn.inflight -= 1
@@ -529,17 +534,37 @@ class Gateway(StoreBackedConnections):
         await self.store.remove_connection(info.connection_id)
         await self._run_disconnect(info, close)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _run_eagerly(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a message's coroutine now; make it a task only if it has to wait.
+
+        An echo handler that sends (a write, done at once) finishes without waiting, so
+        most messages never cost a task. It runs in its own copy of the context, as a
+        task would. Python 3.12's eager tasks do the same; wsgate supports 3.11.
+        """
+        context = contextvars.copy_context()
+        try:
+            awaited = context.run(coroutine.send, None)
+        except StopIteration:
+            return
+        except Exception:
+            log.exception("message handling failed")
+            return
         assert self._loop is not None
-        task = self._loop.create_task(coroutine)
+        task = self._loop.create_task(_carry_on(coroutine, awaited), context=context)
+        self._deadlines[task] = time.monotonic() + self.limits.handler_timeout
         self._tasks.add(task)  # the loop only keeps weak references to tasks
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        self._deadlines.pop(task, None)
+        self._timed_out.discard(task)
 
     async def _handle_message(
         self, conn: LiveConnection, route_key: str | None, body: str, parsed: Any, is_base64: bool
     ) -> None:
         info = conn.info
-        request_id = ids.event_id(self._random)
+        request_id = self._new_id()
         try:
             if route_key is None:
                 self._reply(conn, error_frame(FORBIDDEN, info.connection_id, request_id))
@@ -552,7 +577,7 @@ class Gateway(StoreBackedConnections):
                     body=body,
                     is_base64=is_base64,
                     stage_variables=self.stage_variables,
-                    message_id=ids.event_id(self._random),
+                    message_id=self._new_id(),
                     request_id=request_id,
                     now_ms=_now_ms(),
                 ),
@@ -689,6 +714,24 @@ class Gateway(StoreBackedConnections):
         if conn is None or not conn.is_open:
             raise GoneError(connection_id)
         self._close(conn, CLOSED_BY_MANAGEMENT_API)
+
+
+@types.coroutine
+def _carry_on(coroutine: Coroutine[Any, Any, None], awaited: Any) -> Generator[Any, Any, None]:
+    """Drive a coroutine on from its first wait (on `awaited`), as a task's body."""
+    try:
+        while True:
+            try:
+                sent = yield awaited
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:  # a cancellation thrown in by the task
+                awaited = coroutine.throw(exc)
+            else:
+                awaited = coroutine.send(sent)
+    except StopIteration:
+        return
 
 
 def _send_close(transport: WSTransport, code: int, reason: str) -> None:
