@@ -52,7 +52,8 @@ class Event(dict[str, Any]):
 
     @property
     def connection_id(self) -> str:
-        return str(self["requestContext"]["connectionId"])
+        connection_id: str = self["requestContext"]["connectionId"]
+        return connection_id
 
     @property
     def route_key(self) -> str:

@@ -176,9 +176,20 @@ class RouteSelector:
         return DEFAULT if DEFAULT in routes else None
 
 
+_decode = json.JSONDecoder().raw_decode
+_JSON_SPACE = " \t\n\r"
+
+
 def parse_body(text: str) -> Any:
-    """The JSON value of a message, or `NOT_JSON`: parsed once, shared with the handler."""
+    """The JSON value of a message, or `NOT_JSON`: parsed once, shared with the handler.
+
+    What `json.loads` accepts, minus its two Python layers (a sixth of a message's cost):
+    the C scanner on the text between JSON whitespace.
+    """
+    if text[:1] in _JSON_SPACE or text[-1:] in _JSON_SPACE:
+        text = text.strip(_JSON_SPACE)
     try:
-        return json.loads(text)
+        value, end = _decode(text)
     except ValueError:
         return NOT_JSON
+    return value if end == len(text) else NOT_JSON

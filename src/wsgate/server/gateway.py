@@ -191,6 +191,9 @@ class Gateway(StoreBackedConnections):
         self._timed_out: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._binding: connection_api.Binding | None = None
+        #: What every successful `send` returns: a future already done (awaiting it is
+        #: free, and a done future stays done whoever awaits or cancels it).
+        self._sent: asyncio.Future[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = False
 
@@ -201,6 +204,8 @@ class Gateway(StoreBackedConnections):
         self._loop = asyncio.get_running_loop()
         await self.store.open()
         self._binding = connection_api.Binding(self, self._loop)
+        self._sent = self._loop.create_future()
+        self._sent.set_result(None)
         connection_api.bind_default(self._binding)
         self._sweeper = asyncio.create_task(self._sweep(), name="wsgate-sweeper")
 
@@ -663,15 +668,15 @@ class Gateway(StoreBackedConnections):
         conn = self.live.get(connection_id)
         if conn is None:
             return self._raise_gone(connection_id)
-        assert self._loop is not None
-        done = self._loop.create_future()
         try:
             self._write(conn, outbound_payload(data, self.limits.max_message_bytes))
         except (GoneError, PayloadTooLargeError) as exc:
-            done.set_exception(exc)
-        else:
-            done.set_result(None)
-        return done
+            assert self._loop is not None
+            failed = self._loop.create_future()
+            failed.set_exception(exc)
+            return failed
+        assert self._sent is not None
+        return self._sent
 
     async def _fan_out(self, targets: Iterable[str], data: Data, exclude: Iterable[str]) -> int:
         payload = outbound_payload(data, self.limits.max_message_bytes)
