@@ -610,22 +610,18 @@ class Gateway(StoreBackedConnections):
 
     def _reply(self, conn: LiveConnection, payload: str | bytes) -> None:
         """Send on the caller's own socket; a caller that left meanwhile is not an error."""
-        if conn.is_open:
-            self._write(conn, payload)
+        self._write(conn, *_frame(payload))
 
-    def _write(self, conn: LiveConnection, payload: str | bytes) -> None:
-        """Queue a frame on an open connection (picows writes it now, or asyncio buffers it)."""
-        transport = conn.transport
-        if transport is None or conn.close is not None or conn.peer_close is not None:
-            raise GoneError(conn.info.connection_id)
-        if transport.is_disconnected:
-            raise GoneError(conn.info.connection_id)
+    def _write(self, conn: LiveConnection, kind: WSMsgType, data: bytes) -> bool:
+        """Queue a frame on an open connection (picows writes it now, or asyncio buffers
+        it); False if the connection is closing or closed."""
+        if not conn.is_open:
+            return False
+        assert conn.transport is not None
+        conn.transport.send(kind, data)
         conn.last_active_mono = time.monotonic()
         conn.touched = True
-        if type(payload) is str:
-            transport.send(TEXT, payload.encode())
-        else:
-            transport.send(BINARY, payload)
+        return True
 
     def _close(self, conn: LiveConnection, close: Close) -> None:
         """Start closing: send the close frame; picows reports the end (`_disconnected`)."""
@@ -669,33 +665,37 @@ class Gateway(StoreBackedConnections):
         if conn is None:
             return self._raise_gone(connection_id)
         try:
-            self._write(conn, outbound_payload(data, self.limits.max_message_bytes))
-        except (GoneError, PayloadTooLargeError) as exc:
-            assert self._loop is not None
-            failed = self._loop.create_future()
-            failed.set_exception(exc)
-            return failed
+            frame = _frame(outbound_payload(data, self.limits.max_message_bytes))
+        except PayloadTooLargeError as exc:
+            return self._failed(exc)
+        if not self._write(conn, *frame):
+            return self._failed(GoneError(connection_id))
         assert self._sent is not None
         return self._sent
 
+    def _failed(self, exc: Exception) -> asyncio.Future[None]:
+        assert self._loop is not None
+        failed = self._loop.create_future()
+        failed.set_exception(exc)
+        return failed
+
     async def _fan_out(self, targets: Iterable[str], data: Data, exclude: Iterable[str]) -> int:
-        payload = outbound_payload(data, self.limits.max_message_bytes)
+        kind, frame = _frame(outbound_payload(data, self.limits.max_message_bytes))
         skip = set(exclude)
         live = self.live
+        write = self._write
         delivered = 0
         gone: list[str] = []
         for connection_id in targets:
             if connection_id in skip:
                 continue
             conn = live.get(connection_id)
-            if conn is None or not conn.is_open:
+            if conn is None:
                 gone.append(connection_id)
-                continue
-            self._write(conn, payload)
-            delivered += 1
+            elif write(conn, kind, frame):
+                delivered += 1
         for connection_id in gone:
-            if connection_id not in live:
-                await self._gone(connection_id)
+            await self._gone(connection_id)
         return delivered
 
     async def info(self, connection_id: str) -> ConnectionInfo:
@@ -737,6 +737,13 @@ def _carry_on(coroutine: Coroutine[Any, Any, None], awaited: Any) -> Generator[A
                 awaited = coroutine.send(sent)
     except StopIteration:
         return
+
+
+def _frame(payload: str | bytes) -> tuple[WSMsgType, bytes]:
+    """The frame type and bytes for an `outbound_payload`."""
+    if isinstance(payload, str):
+        return TEXT, payload.encode()
+    return BINARY, payload
 
 
 def _send_close(transport: WSTransport, code: int, reason: str) -> None:
