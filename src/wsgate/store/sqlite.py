@@ -4,6 +4,12 @@ The file belongs to one gateway at a time (an exclusive lock next to it says so)
 what makes purging on open safe: every connection in the file belonged to a gateway that
 is no longer running, whether it stopped cleanly or was killed. sqlite3 calls block, so they
 run on one dedicated thread, never on the event loop.
+
+Being the file's only writer also lets the store keep an index of the subscriptions and
+connection ids in memory, updated after each write commits (in commit order: the thread
+runs writes one at a time). `subscribers` and `connection_ids`, read on every publish and
+broadcast, answer from it on the event loop, without a trip to the database thread. The
+file stays the durable copy, and what `wsgate connections` and other readers see.
 """
 
 from __future__ import annotations
@@ -53,11 +59,19 @@ class SQLiteStore:
         self._db: sqlite3.Connection | None = None
         self._lock_file: IO[str] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        #: The in-memory index (see the module docstring): live ids, topic -> ids.
+        self._ids: set[str] = set()
+        self._subscribers: dict[str, set[str]] = {}
+        self._topics: dict[str, set[str]] = {}
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _check_open(self) -> None:
         if self._db is None or self._executor is None:
             raise StoreError(f"sqlite store {self.path} is not open")
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
         db = self._db
+        assert db is not None and self._executor is not None
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, db)
         except sqlite3.Error as exc:
@@ -123,6 +137,9 @@ class SQLiteStore:
             db = self._db
             await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
         self._db = None
+        self._ids.clear()
+        self._subscribers.clear()
+        self._topics.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -155,6 +172,7 @@ class SQLiteStore:
                 row,
             )
         )
+        self._ids.add(record.connection_id)
 
     async def touch(self, activity: dict[str, int]) -> None:
         rows = [(at, connection_id) for connection_id, at in activity.items()]
@@ -174,7 +192,14 @@ class SQLiteStore:
                 > 0
             )
 
-        return await self._run(remove)
+        removed = await self._run(remove)
+        self._ids.discard(connection_id)
+        for topic in self._topics.pop(connection_id, ()):
+            subscribers = self._subscribers[topic]
+            subscribers.discard(connection_id)
+            if not subscribers:
+                del self._subscribers[topic]
+        return removed
 
     async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
         row = await self._run(
@@ -185,10 +210,8 @@ class SQLiteStore:
         return None if row is None else _record(row)
 
     async def connection_ids(self) -> list[str]:
-        rows = await self._run(
-            lambda db: db.execute("SELECT connection_id FROM connections").fetchall()
-        )
-        return [row[0] for row in rows]
+        self._check_open()
+        return list(self._ids)
 
     async def subscribe(self, connection_id: str, topic: str) -> bool:
         def subscribe(db: sqlite3.Connection) -> bool:
@@ -206,10 +229,14 @@ class SQLiteStore:
                 is not None
             )
 
-        return await self._run(subscribe)
+        subscribed = await self._run(subscribe)
+        if subscribed:
+            self._subscribers.setdefault(topic, set()).add(connection_id)
+            self._topics.setdefault(connection_id, set()).add(topic)
+        return subscribed
 
     async def unsubscribe(self, connection_id: str, topic: str) -> bool:
-        return await self._run(
+        removed = await self._run(
             lambda db: (
                 db.execute(
                     "DELETE FROM subscriptions WHERE topic = ? AND connection_id = ?",
@@ -218,14 +245,21 @@ class SQLiteStore:
                 > 0
             )
         )
+        subscribers = self._subscribers.get(topic)
+        if subscribers is not None:
+            subscribers.discard(connection_id)
+            if not subscribers:
+                del self._subscribers[topic]
+        topics = self._topics.get(connection_id)
+        if topics is not None:
+            topics.discard(topic)
+            if not topics:
+                del self._topics[connection_id]
+        return removed
 
     async def subscribers(self, topic: str) -> list[str]:
-        rows = await self._run(
-            lambda db: db.execute(
-                "SELECT connection_id FROM subscriptions WHERE topic = ?", (topic,)
-            ).fetchall()
-        )
-        return [row[0] for row in rows]
+        self._check_open()
+        return list(self._subscribers.get(topic, ()))
 
     async def topics(self, connection_id: str) -> list[str]:
         rows = await self._run(
