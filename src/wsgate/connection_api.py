@@ -123,10 +123,7 @@ class Connections:
         # The thread tells whether this is the loop's own thread (an async handler);
         # asyncio.get_running_loop() would cost a getpid() system call on Python 3.11.
         if threading.get_ident() == binding.thread:
-            result = operation(binding.api)
-            if isinstance(result, asyncio.Future):
-                return result  # already done: no task needed
-            return binding.loop.create_task(result)  # type: ignore[arg-type]
+            return _started(binding, operation(binding.api))
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -141,6 +138,10 @@ class Connections:
 
     def send(self, connection_id: str, data: Data) -> Any:
         """Send one message to a connection. Raises GoneError if it is not open."""
+        binding = current.get(None) or _fallback
+        if binding is not None and threading.get_ident() == binding.thread:
+            # `_call`'s first case, without its lambda: every echo comes this way.
+            return _started(binding, binding.api.send(connection_id, data))
         return self._call(lambda api: api.send(connection_id, data))
 
     def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> Any:
@@ -166,6 +167,13 @@ class Connections:
     def disconnect(self, connection_id: str) -> Any:
         """Close a connection with 1000, as `DeleteConnection` does. GoneError if not open."""
         return self._call(lambda api: api.disconnect(connection_id))
+
+
+def _started(binding: Binding, result: Awaitable[Any]) -> asyncio.Future[Any]:
+    """An operation's result as a running task, or as it is if already a future."""
+    if isinstance(result, asyncio.Future):
+        return result  # done already (the local gateway's sends): no task needed
+    return binding.loop.create_task(result)  # type: ignore[arg-type]
 
 
 connections = Connections()

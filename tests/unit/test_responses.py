@@ -14,8 +14,10 @@ from wsgate.core.responses import (
     INTERNAL_SERVER_ERROR,
     connect_decision,
     error_frame,
+    outbound_frame,
     route_reply,
 )
+from wsgate.exceptions import PayloadTooLargeError
 
 
 def test_error_frame_byte_exact() -> None:
@@ -178,3 +180,27 @@ def test_route_reply_invalid_base64_sent_as_is() -> None:
 def test_route_reply_plain_values_are_json(result: Any, expected: str) -> None:
     """A non-dict result is sent as its JSON text, as Lambda serialises it."""
     assert route_reply(result) == expected
+
+
+def test_outbound_frame_keeps_text_as_text() -> None:
+    """A str is sent as a text frame of its UTF-8 bytes."""
+    assert outbound_frame("héllo", 100) == (True, "héllo".encode())
+
+
+def test_outbound_frame_sends_utf8_bytes_as_text_and_other_bytes_as_binary() -> None:
+    """Bytes that decode as UTF-8 go as text; any other bytes as a binary frame."""
+    assert outbound_frame(b"plain", 100) == (True, b"plain")
+    assert outbound_frame(bytearray(b"\xff\x00"), 100) == (False, b"\xff\x00")
+
+
+def test_outbound_frame_sends_other_values_as_compact_json() -> None:
+    """Dicts, lists and numbers are serialised without spaces, as Lambda would."""
+    assert outbound_frame({"a": [1, 2]}, 100) == (True, b'{"a":[1,2]}')
+
+
+def test_outbound_frame_counts_bytes_not_characters() -> None:
+    """The limit is on the encoded size: 3 two-byte characters do not fit in 5 bytes."""
+    assert outbound_frame("ééé", 6) == (True, "ééé".encode())
+    with pytest.raises(PayloadTooLargeError) as caught:
+        outbound_frame("ééé", 5)
+    assert (caught.value.size, caught.value.limit) == (6, 5)

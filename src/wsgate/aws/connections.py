@@ -15,7 +15,7 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 from wsgate.connection_api import ConnectionInfo, Data, StoreBackedConnections
-from wsgate.core.responses import outbound_payload
+from wsgate.core.responses import outbound_frame
 from wsgate.exceptions import ConfigError, GoneError, PayloadTooLargeError
 from wsgate.store.base import Store
 
@@ -90,8 +90,7 @@ class ManagementConnections(StoreBackedConnections):
         return GoneError(connection_id)
 
     async def send(self, connection_id: str, data: Data) -> None:
-        payload = outbound_payload(data, MAX_MESSAGE_BYTES)
-        raw = payload.encode("utf-8") if isinstance(payload, str) else payload
+        _, raw = outbound_frame(data, MAX_MESSAGE_BYTES)
         try:
             await self._call(self.client.post_to_connection, ConnectionId=connection_id, Data=raw)
         except Exception as exc:
@@ -102,7 +101,7 @@ class ManagementConnections(StoreBackedConnections):
             raise
 
     async def _fan_out(self, targets: Iterable[str], data: Data, exclude: Iterable[str]) -> int:
-        outbound_payload(data, MAX_MESSAGE_BYTES)  # fail once, before any send
+        outbound_frame(data, MAX_MESSAGE_BYTES)  # fail once, before any send
         skip = set(exclude)
         limit = asyncio.Semaphore(self.max_concurrency)
 

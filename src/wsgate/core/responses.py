@@ -21,28 +21,29 @@ INTERNAL_SERVER_ERROR = "Internal server error"
 ENDPOINT_TIMED_OUT = "Endpoint request timed out"
 
 
-def outbound_payload(data: Any, limit: int) -> str | bytes:
-    """The frame payload for data sent to a connection, checked against the size limit.
+def outbound_frame(data: Any, limit: int) -> tuple[bool, bytes]:
+    """The frame for data sent to a connection, `(is_text, payload)`, checked against the limit.
 
     Text stays text; bytes become text when they are UTF-8 and binary otherwise (what the
     spec recommends for `PostToConnection`); anything else is sent as compact JSON text.
+    Raises PayloadTooLargeError over `limit` bytes.
     """
     if isinstance(data, str):
-        payload: str | bytes = data
-        size = len(data) if data.isascii() else len(data.encode("utf-8"))
+        payload = data.encode()
+        is_text = True
     elif isinstance(data, bytes | bytearray | memoryview):
-        raw = bytes(data)
-        size = len(raw)
+        payload = bytes(data)
         try:
-            payload = raw.decode("utf-8")
+            payload.decode("utf-8")
+            is_text = True
         except UnicodeDecodeError:
-            payload = raw
+            is_text = False
     else:
-        payload = json.dumps(data, separators=(",", ":"))
-        size = len(payload.encode("utf-8"))
-    if size > limit:
-        raise PayloadTooLargeError(size, limit)
-    return payload
+        payload = json.dumps(data, separators=(",", ":")).encode()
+        is_text = True
+    if len(payload) > limit:
+        raise PayloadTooLargeError(len(payload), limit)
+    return is_text, payload
 
 
 def error_frame(message: str, connection_id: str, request_id: str) -> str:

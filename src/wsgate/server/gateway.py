@@ -53,7 +53,7 @@ from wsgate.core.responses import (
     INTERNAL_SERVER_ERROR,
     connect_decision,
     error_frame,
-    outbound_payload,
+    outbound_frame,
     route_reply,
 )
 from wsgate.core.routing import CONNECT, DISCONNECT, NOT_JSON, parse_body
@@ -272,46 +272,60 @@ class Gateway(StoreBackedConnections):
         Async handlers run on the event loop; sync ones on a worker thread, so they never
         block it. Raises HandlerFailed or HandlerTimedOut. A timed-out sync handler's thread
         runs on (Python cannot stop it), as a Lambda invocation API Gateway gave up on.
+        Messages take a shorter path to the same handling (`_handle_message`).
         """
-        assert self._binding is not None and self._loop is not None
-        timeout = self.limits.handler_timeout
-        deadline = time.monotonic() + timeout
-        context = LambdaContext(function_name=self.app.name, deadline=deadline)
+        assert self._binding is not None
+        context = self._lambda_context()
         # The sweeper cancels tasks past their deadline: a dict entry per call costs far
-        # less than a timer per call (asyncio.timeout was a tenth of an echo's time). A
-        # message run eagerly has no task until it waits; `_run_eagerly` registers it then.
+        # less than a timer per call (asyncio.timeout was a tenth of an echo's time).
         task = asyncio.current_task(self._loop)
         if task is not None:
-            self._deadlines[task] = deadline
+            self._deadlines[task] = context.deadline
         try:
             return await call_handler(route, event, context, self._binding, self._threads)
         except asyncio.CancelledError:
-            running = asyncio.current_task(self._loop)
-            if running is None or running not in self._timed_out:
+            if not self._timed_out_here():
                 raise
-            self._timed_out.discard(running)
-            running.uncancel()
-            handler_log.error(
-                "%s handler %s timed out after %ss (connection %s)",
-                route.key,
-                route.name,
-                timeout,
-                event.connection_id,
-            )
+            self._log_timeout(route, event)
             raise HandlerTimedOut from None
         except Exception as exc:
-            handler_log.error(
-                "%s handler %s failed (connection %s, request %s)",
-                route.key,
-                route.name,
-                event.connection_id,
-                context.aws_request_id,
-                exc_info=True,
-            )
+            self._log_failure(route, event, context)
             raise HandlerFailed from exc
         finally:
             if task is not None:
                 self._deadlines.pop(task, None)
+
+    def _lambda_context(self) -> LambdaContext:
+        deadline = time.monotonic() + self.limits.handler_timeout
+        return LambdaContext(function_name=self.app.name, deadline=deadline)
+
+    def _timed_out_here(self) -> bool:
+        """Whether the cancellation being handled is the sweeper's, for a handler timeout."""
+        task = asyncio.current_task(self._loop)
+        if task is None or task not in self._timed_out:
+            return False
+        self._timed_out.discard(task)
+        task.uncancel()
+        return True
+
+    def _log_timeout(self, route: Route, event: Event) -> None:
+        handler_log.error(
+            "%s handler %s timed out after %ss (connection %s)",
+            route.key,
+            route.name,
+            self.limits.handler_timeout,
+            event.connection_id,
+        )
+
+    def _log_failure(self, route: Route, event: Event, context: LambdaContext) -> None:
+        handler_log.error(
+            "%s handler %s failed (connection %s, request %s)",
+            route.key,
+            route.name,
+            event.connection_id,
+            context.aws_request_id,
+            exc_info=True,
+        )
 
     # -- the WebSocket lifecycle -------------------------------------------------------
 
@@ -504,7 +518,24 @@ class Gateway(StoreBackedConnections):
             conn.paused = True
             assert conn.transport is not None
             conn.transport.underlying_transport.pause_reading()
-        self._run_eagerly(self._handle_message(conn, route_key, body, parsed, is_base64))
+        coroutine = self._handle_message(conn, route_key, body, parsed, is_base64)
+        # Run it now; make it a task only if it has to wait. An echo handler's send is a
+        # write, done at once, so most messages never cost a task (Python 3.12's eager
+        # tasks do the same; wsgate supports 3.11). It gets its own copy of the context,
+        # as a task would.
+        context = contextvars.copy_context()
+        try:
+            awaited = context.run(coroutine.send, None)
+        except StopIteration:
+            return
+        except Exception:
+            log.exception("message handling failed")
+            return
+        assert self._loop is not None
+        task = self._loop.create_task(_carry_on(coroutine, awaited), context=context)
+        self._deadlines[task] = time.monotonic() + self.limits.handler_timeout
+        self._tasks.add(task)  # the loop only keeps weak references to tasks
+        task.add_done_callback(self._task_done)
 
     def _message_done(self, conn: LiveConnection) -> None:
         conn.inflight -= 1
@@ -539,27 +570,6 @@ class Gateway(StoreBackedConnections):
         await self.store.remove_connection(info.connection_id)
         await self._run_disconnect(info, close)
 
-    def _run_eagerly(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        """Run a message's coroutine now; make it a task only if it has to wait.
-
-        An echo handler that sends (a write, done at once) finishes without waiting, so
-        most messages never cost a task. It runs in its own copy of the context, as a
-        task would. Python 3.12's eager tasks do the same; wsgate supports 3.11.
-        """
-        context = contextvars.copy_context()
-        try:
-            awaited = context.run(coroutine.send, None)
-        except StopIteration:
-            return
-        except Exception:
-            log.exception("message handling failed")
-            return
-        assert self._loop is not None
-        task = self._loop.create_task(_carry_on(coroutine, awaited), context=context)
-        self._deadlines[task] = time.monotonic() + self.limits.handler_timeout
-        self._tasks.add(task)  # the loop only keeps weak references to tasks
-        task.add_done_callback(self._task_done)
-
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         self._deadlines.pop(task, None)
@@ -588,21 +598,34 @@ class Gateway(StoreBackedConnections):
                 ),
                 parsed,
             )
+            context = self._lambda_context()
+            # invoke()'s handling, inlined: one coroutine less per message. Run eagerly,
+            # this has no task until it waits; `_message` registers the deadline then.
+            assert self._binding is not None
+            reply: str | bytes | None
             try:
-                result = await self.invoke(route, event)
-                reply = route_reply(result) if route.return_response else None
-            except HandlerTimedOut:
+                result = await call_handler(route, event, context, self._binding, self._threads)
+            except asyncio.CancelledError:
+                if not self._timed_out_here():
+                    raise
+                self._log_timeout(route, event)
                 reply = error_frame(ENDPOINT_TIMED_OUT, info.connection_id, request_id)
-            except HandlerFailed:
+            except Exception:
+                self._log_failure(route, event, context)
                 reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
-            except (TypeError, ValueError):  # Lambda's Runtime.MarshalError: a function error
-                handler_log.error(
-                    "%s handler %s returned a value that is not JSON-serialisable",
-                    route.key,
-                    route.name,
-                    exc_info=True,
-                )
-                reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
+            else:
+                reply = None
+                if route.return_response:
+                    try:
+                        reply = route_reply(result)
+                    except (TypeError, ValueError):  # Lambda's Runtime.MarshalError
+                        handler_log.error(
+                            "%s handler %s returned a value that is not JSON-serialisable",
+                            route.key,
+                            route.name,
+                            exc_info=True,
+                        )
+                        reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
             if reply is not None:
                 self._reply(conn, reply)
         finally:
@@ -610,7 +633,10 @@ class Gateway(StoreBackedConnections):
 
     def _reply(self, conn: LiveConnection, payload: str | bytes) -> None:
         """Send on the caller's own socket; a caller that left meanwhile is not an error."""
-        self._write(conn, *_frame(payload))
+        if isinstance(payload, str):
+            self._write(conn, TEXT, payload.encode())
+        else:
+            self._write(conn, BINARY, payload)
 
     def _write(self, conn: LiveConnection, kind: WSMsgType, data: bytes) -> bool:
         """Queue a frame on an open connection (picows writes it now, or asyncio buffers
@@ -665,10 +691,10 @@ class Gateway(StoreBackedConnections):
         if conn is None:
             return self._raise_gone(connection_id)
         try:
-            frame = _frame(outbound_payload(data, self.limits.max_message_bytes))
+            is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
         except PayloadTooLargeError as exc:
             return self._failed(exc)
-        if not self._write(conn, *frame):
+        if not self._write(conn, TEXT if is_text else BINARY, frame):
             return self._failed(GoneError(connection_id))
         assert self._sent is not None
         return self._sent
@@ -680,7 +706,8 @@ class Gateway(StoreBackedConnections):
         return failed
 
     async def _fan_out(self, targets: Iterable[str], data: Data, exclude: Iterable[str]) -> int:
-        kind, frame = _frame(outbound_payload(data, self.limits.max_message_bytes))
+        is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
+        kind = TEXT if is_text else BINARY
         skip = set(exclude)
         live = self.live
         write = self._write
@@ -737,13 +764,6 @@ def _carry_on(coroutine: Coroutine[Any, Any, None], awaited: Any) -> Generator[A
                 awaited = coroutine.send(sent)
     except StopIteration:
         return
-
-
-def _frame(payload: str | bytes) -> tuple[WSMsgType, bytes]:
-    """The frame type and bytes for an `outbound_payload`."""
-    if isinstance(payload, str):
-        return TEXT, payload.encode()
-    return BINARY, payload
 
 
 def _send_close(transport: WSTransport, code: int, reason: str) -> None:
