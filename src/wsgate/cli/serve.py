@@ -68,6 +68,16 @@ def _load(target: str | None) -> App:
 )
 @click.option("--reload", is_flag=True, help="Restart when a Python file under the app changes.")
 @click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Processes sharing the port (one per core); each holds its own connections and "
+    "they deliver to each other's.",
+)
+@click.option("--worker", "worker_spec", hidden=True, help="K/N: set by --workers, for a worker.")
+@click.option("--worker-dir", hidden=True, type=click.Path(), help="Set by --workers.")
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -86,13 +96,35 @@ def serve(
     lambda_mode: bool,
     dynamodb_endpoint: str | None,
     reload: bool,
+    workers: int,
+    worker_spec: str | None,
+    worker_dir: str | None,
     log_level: str,
 ) -> None:
     """Serve TARGET (path.py, path.py:app, module:app, serverless.yml or a SAM template.yaml);
     no TARGET serves the demo app."""
     if reload:
+        if workers > 1:
+            raise click.UsageError("--reload runs one process; leave out --workers")
         _serve_with_reload(target)
         return
+    if workers > 1:
+        if lambda_mode or (target is not None and target.endswith(CONFIG_SUFFIXES)):
+            raise click.UsageError("--workers serves Python apps on the gateway (not --lambda)")
+        from wsgate.server.workers import supervise
+
+        args = _without_option(sys.argv[sys.argv.index("serve") + 1 :], "--workers")
+        try:
+            code = supervise(workers, args, host=host, port=port, store=store)
+        except WsgateError as exc:
+            raise click.ClickException(str(exc)) from exc
+        sys.exit(code)
+    peers = None
+    if worker_spec is not None and worker_dir is not None:
+        from wsgate.server.peers import Peers
+
+        worker, _, count = worker_spec.partition("/")
+        peers = Peers(int(worker), int(count), Path(worker_dir))
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -139,10 +171,13 @@ def serve(
     def ready(server: Server) -> None:
         if functions is not None:
             functions.attach(server.host, server.port)
+        if peers is not None and peers.worker > 0:
+            return  # worker 0 speaks for all
         click.echo(
             f"wsgate: serving {app.name} ({len(app.routes)} routes, "
             f"selection {app.route_selection}) with store {store}"
-            f"{' in Lambda mode' if lambda_mode else ''}\n"
+            f"{' in Lambda mode' if lambda_mode else ''}"
+            f"{f' on {peers.count} workers' if peers is not None else ''}\n"
             f"  WebSocket:  {server.url}\n"
             f"  @connections: {server.management_url}/@connections\n"
             "Press Ctrl+C to stop.",
@@ -159,12 +194,27 @@ def serve(
             store=gateway_store,
             limits=limits,
             allow_remote_management=allow_remote_management,
+            peers=peers,
         )
     except WsgateError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         if functions is not None:
             functions.close()  # after the gateway stopped: $disconnect ran in the workers
+
+
+def _without_option(args: list[str], name: str) -> list[str]:
+    """`args` without `name VALUE` or `name=VALUE`."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            kept.append(arg)
+    return kept
 
 
 def _serve_with_reload(target: str | None) -> None:

@@ -30,7 +30,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
 from wsgate import connection_api
 from wsgate.app import App, Event, Route
-from wsgate.connection_api import ConnectionInfo, Data, StoreBackedConnections
+from wsgate.connection_api import ConnectionInfo, Data
 from wsgate.context import LambdaContext
 from wsgate.core import ids
 from wsgate.core.events import ConnectionContext, connect_event, disconnect_event, message_event
@@ -60,6 +60,7 @@ from wsgate.core.routing import CONNECT, DISCONNECT, NOT_JSON, parse_body
 from wsgate.dispatch import call_handler
 from wsgate.exceptions import GoneError, PayloadTooLargeError
 from wsgate.server.front import hand_to_picows, write_response
+from wsgate.server.peers import ID_ALPHABET, Peers, owner
 from wsgate.store.base import ConnectionRecord, Store
 
 log = logging.getLogger("wsgate.gateway")
@@ -158,8 +159,12 @@ class LiveConnection(WSListener):
         """The client caught up."""
 
 
-class Gateway(StoreBackedConnections):
-    """One API stage of an App: connections, routing, and the connections API."""
+class Gateway:
+    """One API stage of an App: connections, routing, and the connections API.
+
+    With `peers`, this gateway is one worker of several (`server/peers.py`): it holds its
+    own connections and their part of the table, and asks the other workers about theirs.
+    """
 
     def __init__(
         self,
@@ -171,8 +176,10 @@ class Gateway(StoreBackedConnections):
         api_id: str | None = None,
         stage_variables: Mapping[str, str] | None = None,
         handler_threads: int = 64,
+        peers: Peers | None = None,
     ) -> None:
         self.app = app
+        self.peers = peers
         self.store = store
         self.stage = stage
         self.limits = limits or Limits()
@@ -203,6 +210,18 @@ class Gateway(StoreBackedConnections):
         """Open the store and start the idle/duration sweeper."""
         self._loop = asyncio.get_running_loop()
         await self.store.open()
+        if self.peers is not None:
+            await self.peers.start(
+                {
+                    "send": self._send_here,
+                    "fan_out": self._fan_out_here,
+                    "subscribe": self.store.subscribe,
+                    "unsubscribe": self.store.unsubscribe,
+                    "info": self._info_here,
+                    "disconnect": self._disconnect_here,
+                    "ids": self.store.connection_ids,
+                }
+            )
         self._binding = connection_api.Binding(self, self._loop)
         self._sent = self._loop.create_future()
         self._sent.set_result(None)
@@ -232,6 +251,8 @@ class Gateway(StoreBackedConnections):
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=1)
+        if self.peers is not None:
+            await self.peers.stop()
         await self.store.close()
         self._threads.shutdown(wait=False, cancel_futures=True)
         if connection_api._fallback is self._binding:
@@ -383,7 +404,7 @@ class Gateway(StoreBackedConnections):
     ) -> ConnectionContext:
         peer = transport.get_extra_info("peername")
         return ConnectionContext(
-            connection_id=self._new_id(),
+            connection_id=self._new_connection_id(),
             connected_at=_now_ms(),
             source_ip=str(peer[0]) if peer else "",
             user_agent=head.header("User-Agent"),
@@ -685,10 +706,24 @@ class Gateway(StoreBackedConnections):
     async def _raise_gone(self, connection_id: str) -> None:
         raise await self._gone(connection_id)
 
+    def _new_connection_id(self) -> str:
+        new = self._new_id()
+        return new if self.peers is None else ID_ALPHABET[self.peers.worker] + new[1:]
+
+    def _elsewhere(self, connection_id: str) -> int | None:
+        """The other worker that holds `connection_id`, if one does."""
+        if self.peers is None:
+            return None
+        worker = owner(connection_id)
+        return worker if worker != self.peers.worker and 0 <= worker < self.peers.count else None
+
     def send(self, connection_id: str, data: Data) -> Awaitable[None]:
         """Write now, without a task: the result is a done future (or the 410 path)."""
         conn = self.live.get(connection_id)
         if conn is None:
+            worker = self._elsewhere(connection_id)
+            if worker is not None:
+                return self._send_elsewhere(worker, connection_id, data)
             return self._raise_gone(connection_id)
         try:
             is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
@@ -705,8 +740,44 @@ class Gateway(StoreBackedConnections):
         failed.set_exception(exc)
         return failed
 
-    async def _fan_out(self, targets: Iterable[str], data: Data, exclude: Iterable[str]) -> int:
+    async def _send_elsewhere(self, worker: int, connection_id: str, data: Data) -> None:
+        assert self.peers is not None
         is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
+        if not await self.peers.call(worker, "send", connection_id, is_text, frame):
+            raise GoneError(connection_id)
+
+    async def _send_here(self, connection_id: str, is_text: bool, frame: bytes) -> bool:
+        conn = self.live.get(connection_id)
+        if conn is None:
+            await self._gone(connection_id)
+            return False
+        return self._write(conn, TEXT if is_text else BINARY, frame)
+
+    async def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> int:
+        return await self._fan_out(None, data, exclude)
+
+    async def publish(self, topic: str, data: Data, exclude: Iterable[str] = ()) -> int:
+        return await self._fan_out(topic, data, exclude)
+
+    async def _fan_out(self, topic: str | None, data: Data, exclude: Iterable[str]) -> int:
+        """Deliver to `topic`'s subscribers (None: everyone), here and on every other worker."""
+        is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
+        skip = tuple(exclude)
+        if self.peers is None:
+            return await self._fan_out_here(topic, is_text, frame, skip)
+        here, elsewhere = await asyncio.gather(
+            self._fan_out_here(topic, is_text, frame, skip),
+            self.peers.call_others("fan_out", topic, is_text, frame, skip),
+        )
+        return int(here) + sum(int(count) for count in elsewhere)
+
+    async def _fan_out_here(
+        self, topic: str | None, is_text: bool, frame: bytes, exclude: tuple[str, ...]
+    ) -> int:
+        if topic is None:
+            targets = await self.store.connection_ids()
+        else:
+            targets = await self.store.subscribers(topic)
         kind = TEXT if is_text else BINARY
         skip = set(exclude)
         live = self.live
@@ -725,10 +796,38 @@ class Gateway(StoreBackedConnections):
             await self._gone(connection_id)
         return delivered
 
+    async def subscribe(self, connection_id: str, topic: str) -> None:
+        worker = self._elsewhere(connection_id)
+        if worker is not None:
+            assert self.peers is not None
+            subscribed = await self.peers.call(worker, "subscribe", connection_id, topic)
+        else:
+            subscribed = await self.store.subscribe(connection_id, topic)
+        if not subscribed:
+            raise GoneError(connection_id)
+
+    async def unsubscribe(self, connection_id: str, topic: str) -> bool:
+        worker = self._elsewhere(connection_id)
+        if worker is not None:
+            assert self.peers is not None
+            return bool(await self.peers.call(worker, "unsubscribe", connection_id, topic))
+        return await self.store.unsubscribe(connection_id, topic)
+
     async def info(self, connection_id: str) -> ConnectionInfo:
+        worker = self._elsewhere(connection_id)
+        if worker is not None:
+            assert self.peers is not None
+            found = await self.peers.call(worker, "info", connection_id)
+        else:
+            found = await self._info_here(connection_id)
+        if found is None:
+            raise GoneError(connection_id)
+        return found  # type: ignore[no-any-return]
+
+    async def _info_here(self, connection_id: str) -> ConnectionInfo | None:
         conn = self.live.get(connection_id)
         if conn is None:
-            raise GoneError(connection_id)
+            return None
         info = conn.info
         return ConnectionInfo(
             connection_id=connection_id,
@@ -742,10 +841,29 @@ class Gateway(StoreBackedConnections):
         )
 
     async def disconnect(self, connection_id: str) -> None:
+        worker = self._elsewhere(connection_id)
+        if worker is not None:
+            assert self.peers is not None
+            closed = await self.peers.call(worker, "disconnect", connection_id)
+        else:
+            closed = await self._disconnect_here(connection_id)
+        if not closed:
+            raise GoneError(connection_id)
+
+    async def _disconnect_here(self, connection_id: str) -> bool:
         conn = self.live.get(connection_id)
         if conn is None or not conn.is_open:
-            raise GoneError(connection_id)
+            return False
         self._close(conn, CLOSED_BY_MANAGEMENT_API)
+        return True
+
+    async def connection_ids(self) -> list[str]:
+        """Every open connection's id, on every worker (the management API's list)."""
+        ids = await self.store.connection_ids()
+        if self.peers is not None:
+            for more in await self.peers.call_others("ids"):
+                ids.extend(more)
+        return ids
 
 
 @types.coroutine

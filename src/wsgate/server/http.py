@@ -37,7 +37,7 @@ def build_http_app(gateway: Gateway, *, allow_remote_management: bool = False) -
     """The aiohttp application serving every request that is not a WebSocket upgrade."""
     management = ManagementAPI(
         gateway,
-        gateway.store,
+        gateway.connection_ids,
         stage=gateway.stage,
         max_message_bytes=gateway.limits.max_message_bytes,
     )

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from wsgate.connection_api import ConnectionsAPI
 from wsgate.exceptions import GoneError, PayloadTooLargeError
-from wsgate.store.base import Store
 
 _SEGMENTS = ("@connections", "%40connections")
 
@@ -90,9 +90,16 @@ def _json(status: int, payload: object) -> ManagementResponse:
 class ManagementAPI:
     """Answers `@connections` requests against a gateway's connections API and store."""
 
-    def __init__(self, api: ConnectionsAPI, store: Store, *, stage: str, max_message_bytes: int):
+    def __init__(
+        self,
+        api: ConnectionsAPI,
+        list_ids: Callable[[], Awaitable[list[str]]],
+        *,
+        stage: str,
+        max_message_bytes: int,
+    ):
         self.api = api
-        self.store = store
+        self.list_ids = list_ids
         self.stage = stage
         self.max_message_bytes = max_message_bytes
 
@@ -105,7 +112,7 @@ class ManagementAPI:
         if path.connection_id is None:
             if method != "GET":
                 return forbidden(f"{method} is not supported on @connections; use GET to list")
-            ids = sorted(await self.store.connection_ids())
+            ids = sorted(await self.list_ids())
             return _json(200, {"connections": ids})
         connection_id = path.connection_id
         try:

@@ -18,6 +18,7 @@ from wsgate.exceptions import ConfigError
 from wsgate.server.front import FrontDoor
 from wsgate.server.gateway import Gateway
 from wsgate.server.http import build_http_app, socket_paths
+from wsgate.server.peers import Peers
 from wsgate.store import DEFAULT_STORE_URL, Store, open_store
 
 log = logging.getLogger("wsgate.server")
@@ -65,6 +66,8 @@ async def serve(
     limits: Limits | None = None,
     # Security
     allow_remote_management: bool = False,
+    # Workers (`wsgate serve --workers N`): this one's link to the others
+    peers: Peers | None = None,
 ) -> AsyncIterator[Server]:
     """Run `app` until the block exits; port 0 picks a free port (see `Server.port`).
 
@@ -79,6 +82,7 @@ async def serve(
         limits=limits,
         api_id=api_id,
         stage_variables=stage_variables,
+        peers=peers,
     )
     await gateway.start()
     runner = web.AppRunner(
@@ -101,7 +105,7 @@ async def serve(
 
         try:
             listener = await asyncio.get_running_loop().create_server(
-                front_door, host, port, reuse_address=True
+                front_door, host, port, reuse_address=True, reuse_port=peers is not None
             )
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc

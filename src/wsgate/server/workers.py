@@ -1,0 +1,117 @@
+"""`wsgate serve --workers N`: one gateway process per core, on one port.
+
+The supervisor (this module) starts N `wsgate serve` processes that listen on the same
+port with SO_REUSEPORT, so the kernel spreads new connections over them. Each worker keeps
+its part of the table in its own store (`wsgate.db` becomes `wsgate.worker0.db`, ...) and
+reaches the others through `server/peers.py`. The supervisor forwards SIGINT/SIGTERM;
+if a worker dies, it stops the others and exits 1, so a process manager sees the failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from wsgate.exceptions import ConfigError
+from wsgate.server.peers import MAX_WORKERS
+
+
+def worker_store(url: str, worker: int) -> str:
+    """The store URL worker `worker` uses: its own SQLite file; memory:// as it is."""
+    if url.startswith("memory://"):
+        return url
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+        name = f"{path.stem}.worker{worker}{path.suffix}"
+        return "sqlite:///" + str(path.with_name(name))
+    raise ConfigError(
+        f"--workers needs a store each worker can own a part of (memory:// or sqlite:///); "
+        f"{url!r} is shared by every process, and delivery between nodes that share a "
+        "table is not supported yet: run one worker per node with it"
+    )
+
+
+def _reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound (SO_REUSEPORT, not listening) to `port`, or to a free one if 0: it
+    keeps the number for the workers, which bind it too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def supervise(count: int, args: Sequence[str], *, host: str, port: int, store: str) -> int:
+    """Run `wsgate serve *args` as `count` workers until a signal; return the exit code."""
+    if not 2 <= count <= MAX_WORKERS:
+        raise ConfigError(f"--workers takes 2 to {MAX_WORKERS} (1 is the default, no workers)")
+    stores = [worker_store(store, worker) for worker in range(count)]
+    reserved = _reserve_port(host, port)
+    bound = reserved.getsockname()[1]
+    stopping = False
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+
+    with tempfile.TemporaryDirectory(prefix="wsgate-workers-") as directory, reserved:
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for worker in range(count):
+                command = [
+                    sys.executable,
+                    "-m",
+                    "wsgate",
+                    "serve",
+                    *args,
+                    "--port",
+                    str(bound),
+                    "--store",
+                    stores[worker],
+                    "--worker",
+                    f"{worker}/{count}",
+                    "--worker-dir",
+                    directory,
+                ]
+                processes.append(subprocess.Popen(command))
+            return _wait(processes, lambda: stopping)
+        finally:
+            stop(signal.SIGTERM, None)
+            for process in processes:
+                try:
+                    process.wait(timeout=40)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _wait(processes: list[subprocess.Popen[bytes]], stopping: Callable[[], bool]) -> int:
+    """Wait until every worker exits; 1 if one died on its own, else 0."""
+    while True:
+        codes = [process.poll() for process in processes]
+        if all(code is not None for code in codes):
+            return 0 if stopping() and not any(codes) else 1
+        if not stopping() and any(code is not None for code in codes):
+            dead = [i for i, code in enumerate(codes) if code is not None]
+            print(f"wsgate: worker {dead[0]} exited; stopping the others", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
