@@ -1,8 +1,9 @@
 """`wsgate bench` as CI runs it: a seconds-long smoke run that must complete and lose nothing.
 
 No timing is asserted: the machine is shared and the figures are the benchmark's to
-report, not the suite's to judge. Only wsgate and raw websockets run here (the dev extra
-has no picows, uvloop, matplotlib or Node), and nothing is installed from npm.
+report, not the suite's to judge. wsgate (one worker and two) and raw websockets run here;
+picows' raw server and serverless-offline are left to the full benchmark, and nothing is
+installed from npm.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tests.conftest import TIMEOUT_FACTOR
 pytestmark = pytest.mark.slow
 
 SCENARIOS = ("echo", "fanout", "connect", "memory")
-SERVERS = ("wsgate", "websockets")
+SERVERS = ("wsgate", "wsgate-2w", "websockets")
 KEY_FIGURES = {
     "echo": ("messages_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_message", "client_cpu_s"),
     "fanout": ("deliveries_per_s", "lost", "p50_ms", "p99_ms", "client_cpu_s"),
@@ -80,6 +81,9 @@ def test_smoke_run_completes_every_row_and_loses_nothing(tmp_path: Path) -> None
     assert "fan-out: deliveries lost by wsgate (worst run)" in names
     lost = next(t for t in document["targets"] if t["figure"] == "lost")
     assert lost["value"] == 0 and lost["met"] is True
+    scaling = [t for t in document["targets"] if t["server"] == "wsgate-2w"]
+    assert {t["scenario"] for t in scaling} == {"echo", "fanout"}
+    assert all(t["value"] > 0 for t in scaling), scaling
 
 
 def test_unknown_server_is_a_clean_usage_error(tmp_path: Path) -> None:

@@ -147,10 +147,21 @@ class ServerProcess:
             return
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU seconds of the server and its child processes (`--workers`)."""
+        return sum(cpu_seconds(pid) for pid in self._tree())
 
     def rss(self) -> int:
-        return rss_bytes(self.pid)
+        return sum(rss_bytes(pid) for pid in self._tree())
+
+    def _tree(self) -> list[int]:
+        """The server's pid and its children's (a supervisor's workers)."""
+        pids = [self.pid]
+        try:
+            with open(f"/proc/{self.pid}/task/{self.pid}/children") as f:
+                pids.extend(int(child) for child in f.read().split())
+        except OSError:
+            pass
+        return pids
 
     def store_bytes(self) -> int | None:
         """Bytes on disk of the store file and its journals (None without a store file)."""

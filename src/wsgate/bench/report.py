@@ -32,6 +32,7 @@ class Target:
     op: str  # "<=", ">=", "==", or "info" (shown, not judged)
     bound: float
     worst: bool = False  # compare the worst run, not the median (for "loses nothing")
+    server: str = "wsgate"  # whose figure is compared with the reference
 
 
 TARGETS = (
@@ -80,6 +81,24 @@ TARGETS = (
         ">=",
         100,
     ),
+    Target(
+        "workers: echo messages/s, 2 workers / 1 (wsgate-2w / wsgate)",
+        "echo",
+        "messages_per_s",
+        "wsgate",
+        "info",
+        0,
+        server="wsgate-2w",
+    ),
+    Target(
+        "workers: fan-out deliveries/s, 2 workers / 1 (wsgate-2w / wsgate)",
+        "fanout",
+        "deliveries_per_s",
+        "wsgate",
+        "info",
+        0,
+        server="wsgate-2w",
+    ),
 )
 
 
@@ -94,11 +113,11 @@ def evaluate(results: Results) -> list[dict[str, Any]]:
     evaluated = []
     for target in TARGETS:
         entry: dict[str, Any] = asdict(target)
-        wsgate_row = results.row(target.scenario, "wsgate")
+        wsgate_row = results.row(target.scenario, target.server)
         value = _figure(wsgate_row, target.figure, target.worst)
         missing = None
         if value is None:
-            missing = _why_missing(wsgate_row, "wsgate", target.scenario)
+            missing = _why_missing(wsgate_row, target.server, target.scenario)
         elif target.reference is not None:
             ref_row = results.row(target.scenario, target.reference)
             ref_value = _figure(ref_row, target.figure)

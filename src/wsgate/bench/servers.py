@@ -11,7 +11,7 @@ from wsgate.bench.procs import ServerProcess, free_port
 
 def unavailable_reason(name: str, workdir: Path) -> str | None:
     """Why `name` cannot run here, or None if it can (installs serverless on first use)."""
-    if name == "wsgate":
+    if name in ("wsgate", "wsgate-2w"):
         return None
     if name == "websockets":
         if optional.load("websockets") is None:
@@ -35,10 +35,12 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
     port = free_port()
     log = workdir / f"{name}-{tag}.log"
     python = [sys.executable, "-m"]
-    if name == "wsgate":
-        store = workdir / f"wsgate-{tag}.db"
-        for stale in workdir.glob(f"wsgate-{tag}.db*"):
-            stale.unlink()
+    if name in ("wsgate", "wsgate-2w"):
+        store = workdir / f"{name}-{tag}.db"
+        for stale in workdir.glob(f"{name}-{tag}.*"):
+            if stale.suffix != ".log":
+                stale.unlink()
+        workers = ["--workers", "2"] if name == "wsgate-2w" else []
         return ServerProcess(
             name,
             [
@@ -52,6 +54,7 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
                 f"sqlite:///{store.resolve()}",
                 "--log-level",
                 "warning",
+                *workers,
             ],
             port=port,
             url=f"ws://127.0.0.1:{port}/dev",

@@ -59,6 +59,7 @@ class SQLiteStore:
         self._db: sqlite3.Connection | None = None
         self._lock_file: IO[str] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: The in-memory index (see the module docstring): live ids, topic -> ids.
         self._ids: set[str] = set()
         self._subscribers: dict[str, set[str]] = {}
@@ -73,7 +74,9 @@ class SQLiteStore:
         db = self._db
         assert db is not None and self._executor is not None
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, db)
+            # The loop of open(): asyncio.get_running_loop() costs a getpid() on 3.11.
+            assert self._loop is not None
+            return await self._loop.run_in_executor(self._executor, fn, db)
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite store {self.path}: {exc}") from exc
 
@@ -82,7 +85,8 @@ class SQLiteStore:
         self._take_lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsgate-sqlite")
         try:
-            self._db = await asyncio.get_running_loop().run_in_executor(
+            self._loop = asyncio.get_running_loop()
+            self._db = await self._loop.run_in_executor(
                 self._executor, self._connect
             )
         except sqlite3.Error as exc:
