@@ -109,7 +109,9 @@ def _wait(processes: list[subprocess.Popen[bytes]], stopping: Callable[[], bool]
     while True:
         codes = [process.poll() for process in processes]
         if all(code is not None for code in codes):
-            return 0 if stopping() and not any(codes) else 1
+            # A worker still starting up when asked to stop dies of the signal itself.
+            clean = all(code in (0, -signal.SIGTERM) for code in codes)
+            return 0 if stopping() and clean else 1
         if not stopping() and any(code is not None for code in codes):
             dead = [i for i, code in enumerate(codes) if code is not None]
             print(f"wsgate: worker {dead[0]} exited; stopping the others", file=sys.stderr)
