@@ -93,3 +93,16 @@ def test_unknown_server_is_a_clean_usage_error(tmp_path: Path) -> None:
     assert "unknown server nginx" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_hot_path_benchmark_runs_and_echoes_without_tasks(tmp_path: Path) -> None:
+    """`python -m wsgate.bench.hotpath` prints its figure; it fails if an echo needed a task."""
+    result = subprocess.run(
+        [sys.executable, "-m", "wsgate.bench.hotpath", "--messages", "500", "--rounds", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60 * TIMEOUT_FACTOR,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "us of CPU per echoed message in the gateway" in result.stdout

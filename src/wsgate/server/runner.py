@@ -150,7 +150,7 @@ def run(
             await stop.wait()
             log.info("stopping: closing %d connections", len(server.gateway.live))
 
-    with asyncio.Runner(loop_factory=_fastest_loop()) as runner:
+    with asyncio.Runner(loop_factory=fastest_loop()) as runner:
         runner.run(main())
 
 
@@ -167,7 +167,7 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 50, 100)
 
 
-def _fastest_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def fastest_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop where it is installed (Linux, macOS): the event loop in C, most of a
     message's CPU time; asyncio's own loop elsewhere."""
     try:

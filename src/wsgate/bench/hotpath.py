@@ -1,0 +1,101 @@
+"""The gateway's own CPU per message, without sockets: `python -m wsgate.bench.hotpath`.
+
+Feeds text frames straight into a connection's frame callback, as picows does, through
+the benchmark app's `echo` route (route selection, event, handler, `connections.send`), to
+a transport whose `send` does nothing. What it prints is the Python the gateway adds to
+each echoed message, free of the system calls and scheduling that make the full
+benchmark's figures swing: the figure to watch when changing the hot path. The best of
+several rounds is reported, and the machine's noise still shows between runs (compare
+with `valgrind --tool=callgrind` for instruction counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+from picows import WSMsgType
+
+from wsgate.bench.apps import app
+from wsgate.core.events import ConnectionContext
+from wsgate.server.gateway import Gateway, LiveConnection
+from wsgate.server.runner import fastest_loop
+from wsgate.store.memory import MemoryStore
+
+
+class _Reading:
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+class _Transport:
+    """What the gateway uses of a picows transport; writes go nowhere."""
+
+    is_disconnected = False
+    underlying_transport = _Reading()
+
+    def send(self, kind: WSMsgType, data: bytes) -> None: ...
+
+
+class _Frame:
+    """A complete text frame, as picows hands it over."""
+
+    msg_type = WSMsgType.TEXT
+    fin = True
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def get_payload_as_utf8_text(self) -> str:
+        return self._text
+
+
+async def measure(messages: int, rounds: int) -> float:
+    """Microseconds of CPU per echoed message: the best of `rounds` rounds."""
+    gateway = Gateway(app, MemoryStore())
+    await gateway.start()
+    info = ConnectionContext(
+        connection_id="hotpath0000000A=",
+        connected_at=time.time_ns() // 1_000_000,
+        source_ip="127.0.0.1",
+        user_agent=None,
+        domain_name="127.0.0.1",
+        stage="dev",
+        api_id="hotpath000",
+    )
+    conn = LiveConnection(gateway, info, gateway.limits.max_concurrent_messages)
+    transport: Any = _Transport()
+    conn.on_ws_connected(transport)
+    gateway.live[info.connection_id] = conn
+    frame: Any = _Frame(json.dumps({"action": "echo", "data": "x" * 70}))
+    try:
+        for _ in range(1000):  # warm up
+            conn.on_ws_frame(transport, frame)
+        best = float("inf")
+        for _ in range(rounds):
+            start = time.process_time()
+            for _ in range(messages):
+                conn.on_ws_frame(transport, frame)
+            best = min(best, (time.process_time() - start) / messages)
+        assert not gateway._tasks, "an echo should never have to wait"
+    finally:
+        gateway.live.clear()
+        await gateway.stop()
+    return best * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=30_000, help="per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    with asyncio.Runner(loop_factory=fastest_loop()) as runner:  # uvloop, as `wsgate serve`
+        micros = runner.run(measure(args.messages, args.rounds))
+    print(f"{micros:.2f} us of CPU per echoed message in the gateway (best of {args.rounds})")
+
+
+if __name__ == "__main__":
+    main()
