@@ -66,14 +66,6 @@ class RequestHead:
     def is_websocket_upgrade(self) -> bool:
         return self.method == "GET" and "websocket" in self.tokens("Upgrade")
 
-    def subprotocols(self) -> list[str]:
-        """The subprotocols the client offers, in its order of preference."""
-        offered: list[str] = []
-        for key, value in self.headers:
-            if key.lower() == "sec-websocket-protocol":
-                offered.extend(p.strip() for p in value.split(",") if p.strip())
-        return offered
-
 
 def head_length(buffer: bytes | bytearray) -> int:
     """Bytes of the request head in `buffer` (blank line included), or -1 if incomplete."""

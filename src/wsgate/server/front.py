@@ -15,6 +15,7 @@ place, no per-message task); using its protocol class directly, rather than thro
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, cast
@@ -22,7 +23,13 @@ from typing import Any, cast
 from picows import WSListener, WSUpgradeResponse, WSUpgradeResponseWithListener
 from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-defined]
 
-from wsgate.core.handshake import MAX_HEAD_BYTES, RequestHead, head_length, parse_head
+from wsgate.core.handshake import (
+    MAX_HEAD_BYTES,
+    HandshakeError,
+    RequestHead,
+    head_length,
+    parse_head,
+)
 
 #: picows logs two INFO lines per connection; they stay out of `--log-level info` unless
 #: this logger is lowered. An adapter, so picows does not make a child logger per socket.
@@ -70,14 +77,17 @@ class FrontDoor(asyncio.Protocol):
         self._stop_timer()
         received = bytes(self._buffer)
         self._buffer.clear()
-        head = None
-        if 0 < length <= MAX_HEAD_BYTES:
-            try:
-                head = parse_head(received[:length])
-            except ValueError:
-                head = None
-        if head is None or not head.is_websocket_upgrade or head.path not in self._socket_paths:
-            # HTTP, or a head aiohttp will refuse with the right status (400, 431).
+        if length < 0 or length > MAX_HEAD_BYTES:
+            refuse(
+                transport, 431, "Request Header Fields Too Large", "the request head is over 16 KB"
+            )
+            return
+        try:
+            head = parse_head(received[:length])
+        except HandshakeError as error:
+            refuse(transport, error.status, "Bad Request", error.message)
+            return
+        if not head.is_websocket_upgrade or head.path not in self._socket_paths:
             hand_over(transport, self._http_protocol(), received)
             return
         transport.pause_reading()
@@ -168,3 +178,15 @@ def write_response(
     lines.append("Connection: close")
     transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
     transport.close()
+
+
+def refuse(
+    transport: asyncio.Transport,
+    status: int,
+    reason: str,
+    message: str,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> None:
+    """Answer with an HTTP error and API Gateway's JSON body (`{"message": ...}`), and close."""
+    body = json.dumps({"message": message}).encode()
+    write_response(transport, status, reason, body, headers)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
-import json
 import logging
 import os
 import time
@@ -59,7 +58,7 @@ from wsgate.core.responses import (
 from wsgate.core.routing import CONNECT, DISCONNECT, NOT_JSON, parse_body
 from wsgate.dispatch import call_handler
 from wsgate.exceptions import GoneError, PayloadTooLargeError
-from wsgate.server.front import hand_to_picows, write_response
+from wsgate.server.front import hand_to_picows, refuse
 from wsgate.server.peers import ID_ALPHABET, Peers, owner
 from wsgate.store.base import ConnectionRecord, Store
 
@@ -908,8 +907,7 @@ def _refuse(
     """Answer the upgrade request with an HTTP error, API Gateway's JSON body, and close."""
     if request_id is not None:
         headers = (*headers, ("x-amzn-RequestId", request_id))
-    body = json.dumps({"message": message}).encode()
-    write_response(transport, status, _phrase(status), body, headers)
+    refuse(transport, status, _phrase(status), message, headers)
 
 
 __all__ = ["Gateway", "HandlerFailed", "HandlerTimedOut", "LiveConnection"]

@@ -1,0 +1,224 @@
+"""The network edge (server/front.py): what reaches the gateway, byte by byte.
+
+Raw sockets where a real client would never misbehave the way a test needs it to:
+malformed or oversized request heads, bad upgrade requests, a frame sent before the 101,
+a client that never finishes its head. The server must answer each clearly and keep
+serving everyone else.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.conftest import TIMEOUT, recv, run_gateway, ws_connect
+from wsgate import App, Limits, connections
+from wsgate.server import front
+from wsgate.server.runner import Server
+
+KEY = base64.b64encode(os.urandom(16)).decode()
+
+
+def echo_app(connects: list[str]) -> App:
+    app = App(name="front")
+
+    @app.on_connect
+    async def connect(event: dict[str, object], context: object) -> dict[str, int]:
+        connects.append("connect")
+        return {"statusCode": 200}
+
+    @app.default
+    async def default(event: dict[str, str], context: object) -> None:
+        await connections.send(event["requestContext"]["connectionId"], event["body"])  # type: ignore[index]
+
+    return app
+
+
+@contextmanager
+def raw(server: Server) -> Iterator[socket.socket]:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        yield sock
+
+
+def upgrade_request(path: str = "/dev", **headers: str) -> bytes:
+    fields = {
+        "Host": "127.0.0.1",
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": KEY,
+        "Sec-WebSocket-Version": "13",
+    }
+    fields.update({name.replace("_", "-"): value for name, value in headers.items()})
+    lines = [f"GET {path} HTTP/1.1", *(f"{k}: {v}" for k, v in fields.items() if v)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_head(sock: socket.socket) -> tuple[int, str]:
+    """The status code and the whole response read until the server closes or 2 s pass."""
+    data = b""
+    sock.settimeout(TIMEOUT)
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    text = data.decode("latin-1")
+    return int(text.split(" ", 2)[1]), text
+
+
+def masked_text_frame(text: str) -> bytes:
+    payload = text.encode()
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    assert len(payload) < 126
+    return struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + body
+
+
+def test_bad_upgrade_requests_are_refused_before_connect() -> None:
+    """A missing key or a wrong version never reaches `$connect` (RFC 6455 4.2.1)."""
+    connects: list[str] = []
+    with run_gateway(echo_app(connects)) as server:
+        with raw(server) as sock:
+            sock.sendall(upgrade_request(Sec_WebSocket_Key="short"))
+            status, text = read_head(sock)
+            assert status == 400
+            assert "Sec-WebSocket-Key" in text
+        with raw(server) as sock:
+            sock.sendall(upgrade_request(Sec_WebSocket_Version="8"))
+            status, text = read_head(sock)
+            assert status == 426
+            assert "Sec-WebSocket-Version: 13" in text
+        with raw(server) as sock:
+            sock.sendall(upgrade_request(Connection="keep-alive"))
+            assert read_head(sock)[0] == 400
+        assert connects == []
+        with ws_connect(server.url) as ws:  # everyone else is still served
+            ws.send("still here")
+            assert recv(ws) == "still here"
+        assert connects == ["connect"]
+
+
+def test_oversized_and_malformed_heads_get_an_http_error() -> None:
+    """A head over 16 KB or a garbled request line is answered with a 4xx, not a hang."""
+    with run_gateway(echo_app([])) as server:
+        with raw(server) as sock:
+            sock.sendall(upgrade_request(X_Padding="a" * 20_000))
+            assert 400 <= read_head(sock)[0] < 500
+        with raw(server) as sock:
+            sock.sendall(b"NONSENSE\r\n\r\n")
+            assert read_head(sock)[0] == 400
+        with ws_connect(server.url) as ws:
+            ws.send("ok")
+            assert recv(ws) == "ok"
+
+
+def test_a_head_that_never_ends_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that sends half a request head is disconnected after HEAD_TIMEOUT."""
+    monkeypatch.setattr(front, "HEAD_TIMEOUT", 0.3)
+    with run_gateway(echo_app([])) as server, raw(server) as sock:
+        sock.sendall(b"GET /dev HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        sock.settimeout(TIMEOUT)
+        assert sock.recv(1024) == b""  # closed by the server
+        assert time.monotonic() - started < TIMEOUT
+
+
+def test_a_frame_sent_with_the_upgrade_request_is_handled_after_connect() -> None:
+    """Bytes that arrive with the head wait for `$connect`, then reach the route."""
+    connects: list[str] = []
+    with run_gateway(echo_app(connects)) as server, raw(server) as sock:
+        sock.sendall(upgrade_request() + masked_text_frame("early"))
+        status, text = read_head(sock)
+        assert status == 101
+        rest = text.split("\r\n\r\n", 1)[1].encode("latin-1")
+        while len(rest) < 2 + len("early"):
+            rest += sock.recv(1024)
+        assert rest[0] == 0x81 and rest[2:7] == b"early"
+        assert connects == ["connect"]
+
+
+def test_fragmented_messages_are_reassembled_and_limited() -> None:
+    """A message in several frames is one message; over the limit in total, 1009."""
+    received: list[str] = []
+    app = App(name="fragments")
+
+    @app.default
+    def default(event: dict[str, str], context: object) -> None:
+        received.append(event["body"])
+
+    with run_gateway(app, limits=Limits(max_message_bytes=1000)) as server:
+        with ws_connect(server.url) as ws:
+            ws.send(iter(["hel", "lo ", "world"]))
+            ws.send("after")
+            deadline = time.monotonic() + TIMEOUT
+            while len(received) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert sorted(received) == ["after", "hello world"]
+        with ws_connect(server.url) as ws:
+            ws.send(iter(["x" * 600, "y" * 600]))
+            with pytest.raises(ConnectionClosed) as closed:
+                recv(ws)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+def test_pings_are_answered() -> None:
+    """A client's ping gets its pong (API Gateway answers pings too)."""
+    with run_gateway(echo_app([])) as server, ws_connect(server.url) as ws:
+        assert ws.ping(b"are you there").wait(TIMEOUT)
+
+
+def test_an_upgrade_after_an_http_request_on_the_same_connection_is_refused() -> None:
+    """Only a connection's first request can become a WebSocket; later ones get a 400."""
+    with run_gateway(echo_app([])) as server, raw(server) as sock:
+        sock.sendall(b"GET /dev/@connections HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, text = read_head(sock)
+        assert status == 200
+        length = int(
+            next(
+                line.split(":")[1]
+                for line in text.split("\r\n")
+                if line.lower().startswith("content-length")
+            )
+        )
+        body = text.split("\r\n\r\n", 1)[1].encode("latin-1")
+        while len(body) < length:
+            body += sock.recv(1024)
+        assert json.loads(body) == {"connections": []}
+        sock.sendall(upgrade_request())
+        status, text = read_head(sock)
+        assert status == 400
+        assert "new connection" in text
+
+
+def test_many_clients_connecting_at_once_are_all_served(tmp_path: Path) -> None:
+    """Fifty concurrent handshakes through `$connect` and the store: all get their echo."""
+    connects: list[str] = []
+    errors: list[BaseException] = []
+    with run_gateway(echo_app(connects), store=f"sqlite:///{tmp_path / 'table.db'}") as server:
+
+        def client(n: int) -> None:
+            try:
+                with ws_connect(server.url) as ws:
+                    ws.send(f"hello {n}")
+                    assert recv(ws) == f"hello {n}"
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(50)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(TIMEOUT * 2)
+    assert errors == []
+    assert len(connects) == 50
