@@ -20,12 +20,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import TIMEOUT, recv, run_gateway, ws_connect
 from wsgate import App, Limits, connections
+from wsgate.exceptions import StoreError
 from wsgate.server import front
 from wsgate.server.runner import Server
+from wsgate.store.base import ConnectionRecord
+from wsgate.store.memory import MemoryStore
 
 KEY = base64.b64encode(os.urandom(16)).decode()
 
@@ -222,3 +225,30 @@ def test_many_clients_connecting_at_once_are_all_served(tmp_path: Path) -> None:
             thread.join(TIMEOUT * 2)
     assert errors == []
     assert len(connects) == 50
+
+
+class FlakyStore(MemoryStore):
+    """A store whose first write fails, as a full disk or a lost database would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    async def add_connection(self, record: ConnectionRecord) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("disk full")
+        await super().add_connection(record)
+
+
+def test_a_store_failure_refuses_that_connection_with_500_and_serves_the_next() -> None:
+    """If the record cannot be written, the handshake gets 500; nothing stays half-open."""
+    connects: list[str] = []
+    with run_gateway(echo_app(connects), store=FlakyStore()) as server:
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(server.url).close()
+        assert refused.value.response.status_code == 500
+        with ws_connect(server.url) as ws:
+            ws.send("after")
+            assert recv(ws) == "after"
+            assert len(server.gateway.live) == 1  # the refused one left nothing behind

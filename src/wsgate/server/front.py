@@ -36,6 +36,7 @@ from wsgate.core.handshake import (
 _picows_logger = logging.getLogger("wsgate.websocket")
 _picows_logger.setLevel(logging.WARNING)
 _picows_log = logging.LoggerAdapter(_picows_logger, {})
+log = logging.getLogger("wsgate.server")
 
 #: How long a client may take to send its request head.
 HEAD_TIMEOUT = 10.0
@@ -96,6 +97,14 @@ class FrontDoor(asyncio.Protocol):
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._opened)
+
+    def _opened(self, task: asyncio.Task[None]) -> None:
+        """A failure the gateway did not answer must not leave the socket paused forever."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("opening a WebSocket connection failed", exc_info=task.exception())
+            if self._transport is not None:
+                self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()

@@ -371,19 +371,23 @@ class Gateway:
             accepted, subprotocol = await self._run_connect(connect_route, head, info, transport)
             if not accepted:
                 return
-        await self.store.add_connection(
-            ConnectionRecord(
-                connection_id=info.connection_id,
-                connected_at=info.connected_at,
-                last_active_at=info.connected_at,
-                source_ip=info.source_ip,
-                user_agent=info.user_agent,
-                stage=info.stage,
-                domain_name=info.domain_name,
-                node=self.node,
-                authorizer=info.authorizer,
-            )
+        record = ConnectionRecord(
+            connection_id=info.connection_id,
+            connected_at=info.connected_at,
+            last_active_at=info.connected_at,
+            source_ip=info.source_ip,
+            user_agent=info.user_agent,
+            stage=info.stage,
+            domain_name=info.domain_name,
+            node=self.node,
+            authorizer=info.authorizer,
         )
+        try:
+            await self.store.add_connection(record)
+        except Exception:  # the connection never opened: no `$disconnect` for it
+            log.exception("cannot store connection %s; refusing it", info.connection_id)
+            _refuse(transport, 500, "Internal server error")
+            return
         conn = LiveConnection(self, info, self.limits.max_concurrent_messages)
         self.live[info.connection_id] = conn
         if not transport.is_closing():
