@@ -23,7 +23,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import TIMEOUT, recv, run_gateway, ws_connect
-from wsgate import App, Limits, connections
+from wsgate import App, GoneError, Limits, connections
 from wsgate.exceptions import StoreError
 from wsgate.server import front
 from wsgate.server.runner import Server
@@ -252,3 +252,47 @@ def test_a_store_failure_refuses_that_connection_with_500_and_serves_the_next() 
             ws.send("after")
             assert recv(ws) == "after"
             assert len(server.gateway.live) == 1  # the refused one left nothing behind
+
+
+def test_a_client_that_stops_reading_is_dropped_and_the_rest_served() -> None:
+    """Sends pile up for a client that never reads; past the buffer limit it is dropped
+    (with `$disconnect`), instead of growing the server's memory without bound."""
+    opened: list[str] = []
+    disconnects: list[dict[str, object]] = []
+    app = App(name="flood")
+
+    @app.on_connect
+    async def connect(event: dict[str, dict[str, str]], context: object) -> None:
+        opened.append(event["requestContext"]["connectionId"])
+
+    @app.on_disconnect
+    async def disconnect(event: dict[str, dict[str, object]], context: object) -> None:
+        disconnects.append(event["requestContext"])
+
+    @app.route("flood")
+    async def flood(event: dict[str, dict[str, str]], context: object) -> None:
+        delivered = 0
+        for _ in range(200):
+            try:
+                await connections.send(opened[0], "x" * 100_000)
+                delivered += 1
+            except GoneError:
+                break
+        await connections.send(event["requestContext"]["connectionId"], f"sent {delivered}")
+
+    limits = Limits(max_send_buffer_bytes=1024 * 1024)
+    with run_gateway(app, limits=limits) as server, raw(server) as stalled:
+        stalled.sendall(upgrade_request())
+        assert read_head(stalled)[0] == 101  # and never reads again
+        with ws_connect(server.url) as ws:
+            ws.send(json.dumps({"action": "flood"}))
+            sent = int(str(recv(ws)).split()[1])
+            assert 0 < sent < 200
+            deadline = time.monotonic() + TIMEOUT
+            while not disconnects and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert disconnects[0]["connectionId"] == opened[0]
+            assert disconnects[0]["disconnectStatusCode"] == 1006
+            assert "not reading" in str(disconnects[0]["disconnectReason"])
+            ws.send(json.dumps({"action": "flood"}))  # the flooder itself is fine
+            assert recv(ws) == "sent 0"

@@ -46,6 +46,10 @@ BINARY_NOT_SUPPORTED = Close(CloseCode.UNSUPPORTED_DATA, "Binary frames are not 
 INVALID_TEXT = Close(CloseCode.INVALID_PAYLOAD, "Invalid UTF-8 in text message")
 #: Frames out of order (a continuation without a start, a new message inside another).
 PROTOCOL_ERROR = Close(CloseCode.PROTOCOL_ERROR, "Protocol error")
+#: A client that stopped reading while messages kept coming: dropped without a close
+#: frame (it would wait behind megabytes the client does not read). Not an AWS behaviour
+#: anyone has documented; wsgate's choice.
+SLOW_CONSUMER = Close(CloseCode.ABNORMAL, "Send buffer full: the client is not reading")
 #: Gateway shutting down.
 SHUTDOWN = Close(CloseCode.GOING_AWAY, "Going away")
 #: A client that vanished without a close frame: RFC 6455's 1006 (AWS's value is unknown).
@@ -67,6 +71,9 @@ class Limits:
     - `max_concurrent_messages`: not an AWS quota. How many messages of one connection are
       dispatched at once; past it the gateway stops reading that socket until one
       finishes, so a flooding client slows itself down instead of growing memory.
+    - `max_send_buffer_bytes`: not an AWS quota. How much sent data may wait for a client
+      that does not read; past it the gateway drops the connection (`SLOW_CONSUMER`)
+      rather than let one stalled client take the server's memory.
     """
 
     max_message_bytes: int = 128 * 1024
@@ -74,9 +81,10 @@ class Limits:
     max_connection_duration: float = 7200.0
     handler_timeout: float = 29.0
     max_concurrent_messages: int = 32
+    max_send_buffer_bytes: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "max_concurrent_messages"):
+        for name in ("max_message_bytes", "max_concurrent_messages", "max_send_buffer_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("idle_timeout", "max_connection_duration", "handler_timeout"):

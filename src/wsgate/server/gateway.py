@@ -42,6 +42,7 @@ from wsgate.core.limits import (
     MESSAGE_TOO_BIG,
     PROTOCOL_ERROR,
     SHUTDOWN,
+    SLOW_CONSUMER,
     Close,
     CloseCode,
     Limits,
@@ -91,6 +92,7 @@ class LiveConnection(WSListener):
     """An open socket and what the gateway tracks about it; picows calls it per frame."""
 
     __slots__ = (
+        "backed_up",
         "close",
         "close_timer",
         "connected_mono",
@@ -124,6 +126,8 @@ class LiveConnection(WSListener):
         self.inflight = 0
         self.limit = limit
         self.paused = False
+        #: The transport's write buffer is over its high-water mark.
+        self.backed_up = False
         self.fragments: list[bytes] | None = None
         self.fragment_type = TEXT
         self.fragment_size = 0
@@ -152,10 +156,13 @@ class LiveConnection(WSListener):
         self.gateway._disconnected(self, transport)
 
     def pause_writing(self) -> None:
-        """The client reads slower than we write; asyncio buffers what is sent meanwhile."""
+        """The client reads slower than we write: what is sent waits in the buffer, which
+        `Gateway._write` now watches (`Limits.max_send_buffer_bytes`)."""
+        self.backed_up = True
 
     def resume_writing(self) -> None:
         """The client caught up."""
+        self.backed_up = False
 
 
 class Gateway:
@@ -667,10 +674,22 @@ class Gateway:
         it); False if the connection is closing or closed."""
         if not conn.is_open:
             return False
-        assert conn.transport is not None
-        conn.transport.send(kind, data)
+        transport = conn.transport
+        assert transport is not None
+        transport.send(kind, data)
         conn.last_active_mono = time.monotonic()
         conn.touched = True
+        if conn.backed_up:  # only then is the buffer worth measuring
+            size = transport.underlying_transport.get_write_buffer_size()
+            if size > self.limits.max_send_buffer_bytes:
+                log.warning(
+                    "dropping connection %s: %d bytes wait for a client that is not reading",
+                    conn.info.connection_id,
+                    size,
+                )
+                conn.close = SLOW_CONSUMER
+                transport.disconnect(graceful=False)
+                return False
         return True
 
     def _close(self, conn: LiveConnection, close: Close) -> None:
