@@ -8,6 +8,7 @@ serving everyone else.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -296,3 +297,71 @@ def test_a_client_that_stops_reading_is_dropped_and_the_rest_served() -> None:
             assert "not reading" in str(disconnects[0]["disconnectReason"])
             ws.send(json.dumps({"action": "flood"}))  # the flooder itself is fine
             assert recv(ws) == "sent 0"
+
+
+def test_a_client_that_vanishes_is_forgotten_and_disconnect_runs() -> None:
+    """A TCP connection dropped without a close frame: 1006 to `$disconnect`, store clean."""
+    opened: list[str] = []
+    disconnects: list[dict[str, object]] = []
+    app = App(name="vanish")
+
+    @app.on_connect
+    async def connect(event: dict[str, dict[str, str]], context: object) -> None:
+        opened.append(event["requestContext"]["connectionId"])
+        await asyncio.sleep(0)
+
+    @app.on_disconnect
+    async def disconnect(event: dict[str, dict[str, object]], context: object) -> None:
+        disconnects.append(event["requestContext"])
+
+    with run_gateway(app) as server:
+        with raw(server) as sock:
+            sock.sendall(upgrade_request())
+            assert read_head(sock)[0] == 101
+        deadline = time.monotonic() + TIMEOUT
+        while not disconnects and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert disconnects and disconnects[0]["connectionId"] == opened[0]
+        assert disconnects[0]["disconnectStatusCode"] == 1006
+        assert server.gateway.live == {}
+        future = asyncio.run_coroutine_threadsafe(
+            server.gateway.store.connection_ids(),
+            server.gateway._loop,  # type: ignore[arg-type]
+        )
+        assert future.result(TIMEOUT) == []
+
+
+def test_a_close_the_gateway_starts_ends_even_if_the_client_stopped_reading() -> None:
+    """DeleteConnection on a client that reads nothing: dropped after the close timeout."""
+    opened: list[str] = []
+    disconnects: list[dict[str, object]] = []
+    app = App(name="stalled")
+
+    @app.on_connect
+    async def connect(event: dict[str, dict[str, str]], context: object) -> None:
+        opened.append(event["requestContext"]["connectionId"])
+
+    @app.on_disconnect
+    async def disconnect(event: dict[str, dict[str, object]], context: object) -> None:
+        disconnects.append(event["requestContext"])
+
+    with run_gateway(app) as server, raw(server) as stalled:
+        stalled.sendall(upgrade_request())
+        assert read_head(stalled)[0] == 101
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        send = asyncio.run_coroutine_threadsafe(
+            _fill_then_delete(server, opened[0]),
+            server.gateway._loop,  # type: ignore[arg-type]
+        )
+        send.result(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while not disconnects and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert disconnects, "the close never finished"
+        assert disconnects[0]["disconnectStatusCode"] == 1000
+
+
+async def _fill_then_delete(server: Server, connection_id: str) -> None:
+    for _ in range(38):  # 3.8 MB: more than the socket buffers take, under the 4 MiB limit
+        await server.gateway.send(connection_id, "x" * 100_000)
+    await server.gateway.disconnect(connection_id)

@@ -582,9 +582,11 @@ class Gateway:
             conn.close_timer.cancel()
         close = conn.close or conn.peer_close
         if close is None:
-            sent = transport.close_handshake.sent if transport is not None else None
-            if sent is None or transport is None or transport.close_handshake.recv is not None:
-                close = ABNORMAL_CLOSURE
+            # None until a close frame was sent or received (the stub says otherwise).
+            handshake: Any = transport.close_handshake if transport is not None else None
+            sent = handshake.sent if handshake is not None else None
+            if sent is None or handshake.recv is not None:
+                close = ABNORMAL_CLOSURE  # the client vanished without a close frame
             elif sent.code.value == CloseCode.MESSAGE_TOO_BIG:
                 close = MESSAGE_TOO_BIG
             else:  # picows refused a malformed frame
@@ -701,8 +703,9 @@ class Gateway:
         if transport.is_disconnected:
             return
         _send_close(transport, close.code, close.reason)
+        # Not a graceful disconnect: that would wait for a client that stopped reading.
         conn.close_timer = asyncio.get_running_loop().call_later(
-            CLOSE_TIMEOUT, transport.disconnect
+            CLOSE_TIMEOUT, transport.disconnect, False
         )
 
     # -- ConnectionsAPI: what handlers and the management API call ---------------------
