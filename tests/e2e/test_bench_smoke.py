@@ -95,8 +95,8 @@ def test_unknown_server_is_a_clean_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
-def test_hot_path_benchmark_runs_and_echoes_without_tasks(tmp_path: Path) -> None:
-    """`python -m wsgate.bench.hotpath` prints its figure; it fails if an echo needed a task."""
+def test_hot_path_benchmark_runs_and_loses_no_echo(tmp_path: Path) -> None:
+    """`python -m wsgate.bench.hotpath` prints its figure; it fails if an echo is lost."""
     result = subprocess.run(
         [sys.executable, "-m", "wsgate.bench.hotpath", "--messages", "500", "--rounds", "2"],
         cwd=tmp_path,

@@ -572,3 +572,19 @@ def test_records_of_another_gateway_node_are_not_deleted() -> None:
         remaining = asyncio.run(store.connection_ids())
     assert outcomes == ["other=", "stale="]
     assert "other=" in remaining and "stale=" not in remaining
+
+
+def test_handlers_run_in_a_task_from_their_first_line() -> None:
+    """asyncio.timeout and TaskGroup work in a handler, as in any asyncio code."""
+    app = App()
+
+    @app.default
+    async def default(event: Any, context: Any) -> None:
+        assert asyncio.current_task() is not None
+        async with asyncio.timeout(5), asyncio.TaskGroup() as group:
+            group.create_task(asyncio.sleep(0))
+        await connections.send(event.connection_id, "in a task")
+
+    with run_gateway(app) as server, ws_connect(server.url) as ws:
+        ws.send("hello")
+        assert recv(ws) == "in a task"

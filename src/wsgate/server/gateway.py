@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextvars
 import logging
 import os
+import sys
 import time
-import types
-from collections.abc import Awaitable, Coroutine, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
@@ -549,21 +548,12 @@ class Gateway:
             conn.paused = True
             assert conn.transport is not None
             conn.transport.underlying_transport.pause_reading()
-        coroutine = self._handle_message(conn, route_key, body, parsed, is_base64)
-        # Run it now; make it a task only if it has to wait. An echo handler's send is a
-        # write, done at once, so most messages never cost a task (Python 3.12's eager
-        # tasks do the same; wsgate supports 3.11). It gets its own copy of the context,
-        # as a task would.
-        context = contextvars.copy_context()
-        try:
-            awaited = context.run(coroutine.send, None)
-        except StopIteration:
-            return
-        except Exception:
-            log.exception("message handling failed")
-            return
         assert self._loop is not None
-        task = self._loop.create_task(_carry_on(coroutine, awaited), context=context)
+        task = _start_task(
+            self._loop, self._handle_message(conn, route_key, body, parsed, is_base64)
+        )
+        if task.done():
+            return  # finished without waiting (an eager task, Python 3.12+)
         self._deadlines[task] = time.monotonic() + self.limits.handler_timeout
         self._tasks.add(task)  # the loop only keeps weak references to tasks
         task.add_done_callback(self._task_done)
@@ -632,8 +622,8 @@ class Gateway:
                 parsed,
             )
             context = self._lambda_context()
-            # invoke()'s handling, inlined: one coroutine less per message. Run eagerly,
-            # this has no task until it waits; `_message` registers the deadline then.
+            # invoke()'s handling, inlined: one coroutine less per message. The deadline
+            # of this message's task is registered by `_message`.
             assert self._binding is not None
             reply: str | bytes | None
             try:
@@ -891,22 +881,26 @@ class Gateway:
         return ids
 
 
-@types.coroutine
-def _carry_on(coroutine: Coroutine[Any, Any, None], awaited: Any) -> Generator[Any, Any, None]:
-    """Drive a coroutine on from its first wait (on `awaited`), as a task's body."""
-    try:
-        while True:
-            try:
-                sent = yield awaited
-            except GeneratorExit:
-                coroutine.close()
-                raise
-            except BaseException as exc:  # a cancellation thrown in by the task
-                awaited = coroutine.throw(exc)
-            else:
-                awaited = coroutine.send(sent)
-    except StopIteration:
-        return
+if sys.version_info >= (3, 12):
+
+    def _start_task(
+        loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None]:
+        """A message's task, run at once up to its first wait: an echo whose send is done
+        at once finishes here, and is never scheduled."""
+        return asyncio.Task(coroutine, loop=loop, eager_start=True)
+
+else:
+
+    def _start_task(
+        loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, None]
+    ) -> asyncio.Task[None]:
+        """A message's task (Python 3.11 has no eager tasks: it runs on the next turn).
+
+        Handlers need a real current task from their first line (`asyncio.timeout`,
+        `TaskGroup` and aiohttp's client all ask for it), so a task it is.
+        """
+        return loop.create_task(coroutine)
 
 
 def _send_close(transport: WSTransport, code: int, reason: str) -> None:
