@@ -106,6 +106,9 @@ def test_bad_upgrade_requests_are_refused_before_connect() -> None:
         with raw(server) as sock:
             sock.sendall(upgrade_request(Connection="keep-alive"))
             assert read_head(sock)[0] == 400
+        with raw(server) as sock:
+            sock.sendall(upgrade_request().replace(b"HTTP/1.1", b"HTTP/1.0", 1))
+            assert read_head(sock)[0] == 400
         assert connects == []
         with ws_connect(server.url) as ws:  # everyone else is still served
             ws.send("still here")
@@ -365,3 +368,22 @@ async def _fill_then_delete(server: Server, connection_id: str) -> None:
     for _ in range(38):  # 3.8 MB: more than the socket buffers take, under the 4 MiB limit
         await server.gateway.send(connection_id, "x" * 100_000)
     await server.gateway.disconnect(connection_id)
+
+
+def test_browser_style_upgrade_headers_open_a_connection() -> None:
+    """Firefox's `Connection: keep-alive, Upgrade` and odd extra headers are fine: one
+    `$connect`, a 101, and an echo, with no `$disconnect` for a connection still open."""
+    connects: list[str] = []
+    with run_gateway(echo_app(connects)) as server, raw(server) as sock:
+        request = upgrade_request(
+            Connection="keep-alive, Upgrade", Upgrade="websocket", X_Odd="a\tb"
+        )
+        sock.sendall(request + masked_text_frame("hi firefox"))
+        status, text = read_head(sock)
+        assert status == 101
+        rest = text.split("\r\n\r\n", 1)[1].encode("latin-1")
+        while len(rest) < 2 + len("hi firefox"):
+            rest += sock.recv(1024)
+        assert rest[2:12] == b"hi firefox"
+        assert connects == ["connect"]
+        assert len(server.gateway.live) == 1

@@ -7,6 +7,7 @@ import pytest
 from wsgate.core.handshake import (
     HandshakeError,
     RequestHead,
+    canonical_upgrade,
     check_upgrade,
     head_length,
     parse_head,
@@ -103,3 +104,20 @@ def test_check_upgrade_names_what_is_wrong(header: bytes, value: bytes | None, s
 
 def test_an_empty_body_is_allowed() -> None:
     check_upgrade(_with(b"Content-Length", b"0"))
+
+
+def test_http_1_0_cannot_upgrade() -> None:
+    with pytest.raises(HandshakeError) as error:
+        check_upgrade(parse_head(UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0", 1)))
+    assert error.value.status == 400
+
+
+def test_canonical_upgrade_keeps_only_what_the_transport_checks() -> None:
+    """The key is kept; the client's spelling of Connection/Upgrade and extras are not."""
+    canonical = canonical_upgrade(parse_head(UPGRADE))
+    assert canonical.startswith(b"GET / HTTP/1.1\r\n")
+    assert b"Connection: Upgrade\r\n" in canonical
+    assert b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" in canonical
+    assert b"keep-alive" not in canonical and b"X-Custom" not in canonical
+    reparsed = parse_head(canonical)
+    check_upgrade(reparsed)

@@ -39,6 +39,7 @@ class RequestHead:
     path: str  # raw, still percent-encoded, without the query
     query_string: str
     headers: tuple[tuple[str, str], ...]
+    version: str = "HTTP/1.1"
 
     def header(self, name: str) -> str | None:
         """The first value of header `name` (case-insensitive), or None."""
@@ -83,7 +84,7 @@ def parse_head(head: bytes) -> RequestHead:
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
         raise HandshakeError(400, "Bad Request: malformed request line")
-    method, target, _ = parts
+    method, target, version = parts
     path, _, query_string = target.partition("?")
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
@@ -93,11 +94,13 @@ def parse_head(head: bytes) -> RequestHead:
         if not colon or not name or name != name.strip():
             raise HandshakeError(400, "Bad Request: malformed header line")
         headers.append((name, value.strip()))
-    return RequestHead(method, path, query_string, tuple(headers))
+    return RequestHead(method, path, query_string, tuple(headers), version)
 
 
 def check_upgrade(head: RequestHead) -> None:
     """Check what RFC 6455 section 4.2.1 asks of an upgrade. Raises HandshakeError."""
+    if head.version == "HTTP/1.0":
+        raise HandshakeError(400, "Bad Request: a WebSocket upgrade needs HTTP/1.1")
     if "upgrade" not in head.tokens("Connection"):
         raise HandshakeError(400, "Bad Request: the Connection header must include Upgrade")
     if head.header("Sec-WebSocket-Version") != "13":
@@ -116,3 +119,17 @@ def check_upgrade(head: RequestHead) -> None:
     length = head.header("Content-Length")
     if head.header("Transfer-Encoding") is not None or length not in (None, "0"):
         raise HandshakeError(400, "Bad Request: an upgrade request has no body")
+
+
+def canonical_upgrade(head: RequestHead) -> bytes:
+    """The checked upgrade request, reduced to what a WebSocket library verifies.
+
+    The transport re-reads the request to answer it; given the client's own bytes it would
+    refuse some that `check_upgrade` accepts, after `$connect` already ran (picows wants
+    `Connection: Upgrade` alone, where Firefox sends `keep-alive, Upgrade`).
+    """
+    key = head.header("Sec-WebSocket-Key")
+    return (
+        "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode("ascii")

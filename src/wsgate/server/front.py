@@ -27,6 +27,7 @@ from wsgate.core.handshake import (
     MAX_HEAD_BYTES,
     HandshakeError,
     RequestHead,
+    canonical_upgrade,
     head_length,
     parse_head,
 )
@@ -41,7 +42,8 @@ log = logging.getLogger("wsgate.server")
 #: How long a client may take to send its request head.
 HEAD_TIMEOUT = 10.0
 
-#: The gateway's entry point: takes a WebSocket upgrade request from here on.
+#: The gateway's entry point: takes a WebSocket upgrade request (its head, and the bytes
+#: that came after it) from here on.
 OpenConnection = Callable[[RequestHead, asyncio.Transport, bytes], Coroutine[Any, Any, None]]
 
 
@@ -93,7 +95,7 @@ class FrontDoor(asyncio.Protocol):
             return
         transport.pause_reading()
         task = asyncio.get_running_loop().create_task(
-            self._open_connection(head, transport, received)
+            self._open_connection(head, transport, received[length:])
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -137,13 +139,15 @@ def hand_over(
 
 def hand_to_picows(
     transport: asyncio.Transport,
-    received: bytes,
+    head: RequestHead,
+    rest: bytes,
     listener: WSListener,
     *,
     max_frame_bytes: int,
     subprotocol: str | None,
 ) -> None:
-    """Let picows answer the upgrade (101) and serve the socket, frames to `listener`."""
+    """Let picows answer the checked upgrade `head` (101) and serve the socket, frames to
+    `listener`; `rest` is what the client sent after the head."""
     headers = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
 
     def accept(request: Any) -> WSUpgradeResponseWithListener:
@@ -168,7 +172,7 @@ def hand_to_picows(
         None,  # extra headers (client side only)
         1024,  # initial read buffer; it grows for big messages, idle sockets stay small
     )
-    hand_over(transport, protocol, received)
+    hand_over(transport, protocol, canonical_upgrade(head) + rest)
 
 
 def write_response(

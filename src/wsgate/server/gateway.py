@@ -356,7 +356,7 @@ class Gateway:
     # -- the WebSocket lifecycle -------------------------------------------------------
 
     async def open_connection(
-        self, head: RequestHead, transport: asyncio.Transport, received: bytes
+        self, head: RequestHead, transport: asyncio.Transport, rest: bytes
     ) -> None:
         """Serve a WebSocket upgrade request: `$connect`, then the 101 and the socket.
 
@@ -399,7 +399,8 @@ class Gateway:
         if not transport.is_closing():
             hand_to_picows(
                 transport,
-                received,
+                head,
+                rest,
                 conn,
                 max_frame_bytes=self.limits.max_message_bytes,
                 subprotocol=subprotocol,
