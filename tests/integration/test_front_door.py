@@ -387,3 +387,12 @@ def test_browser_style_upgrade_headers_open_a_connection() -> None:
         assert rest[2:12] == b"hi firefox"
         assert connects == ["connect"]
         assert len(server.gateway.live) == 1
+
+
+def test_json_nested_too_deep_goes_to_default_like_any_non_json() -> None:
+    """A body of 100,000 '[' is not JSON to the router: `$default` gets it, no 1011."""
+    with run_gateway(echo_app([])) as server, ws_connect(server.url) as ws:
+        ws.send("[" * 100_000)
+        assert recv(ws) == "[" * 100_000
+        ws.send("still open")
+        assert recv(ws) == "still open"

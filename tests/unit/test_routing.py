@@ -244,3 +244,10 @@ def test_validate_route_key_rejects_empty(key: Any) -> None:
     """A route key must be a non-empty string."""
     with pytest.raises(ConfigError, match="non-empty string"):
         validate_route_key(key)
+
+
+def test_json_nested_deeper_than_python_goes_is_not_json() -> None:
+    """100,000 '[' fit in a message; they route as non-JSON instead of crashing."""
+    from wsgate.core.routing import NOT_JSON, parse_body
+
+    assert parse_body("[" * 100_000) is NOT_JSON

@@ -50,6 +50,8 @@ PROTOCOL_ERROR = Close(CloseCode.PROTOCOL_ERROR, "Protocol error")
 #: frame (it would wait behind megabytes the client does not read). Not an AWS behaviour
 #: anyone has documented; wsgate's choice.
 SLOW_CONSUMER = Close(CloseCode.ABNORMAL, "Send buffer full: the client is not reading")
+#: The gateway failed handling a frame (a bug): that connection closes, the others go on.
+INTERNAL_ERROR = Close(CloseCode.INTERNAL_ERROR, "Internal server error")
 #: Gateway shutting down.
 SHUTDOWN = Close(CloseCode.GOING_AWAY, "Going away")
 #: A client that vanished without a close frame: RFC 6455's 1006 (AWS's value is unknown).

@@ -190,6 +190,6 @@ def parse_body(text: str) -> Any:
         text = text.strip(_JSON_SPACE)
     try:
         value, end = _decode(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
         return NOT_JSON
     return value if end == len(text) else NOT_JSON

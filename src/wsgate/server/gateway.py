@@ -37,6 +37,7 @@ from wsgate.core.limits import (
     ABNORMAL_CLOSURE,
     BINARY_NOT_SUPPORTED,
     CLOSED_BY_MANAGEMENT_API,
+    INTERNAL_ERROR,
     INVALID_TEXT,
     MESSAGE_TOO_BIG,
     PROTOCOL_ERROR,
@@ -149,7 +150,11 @@ class LiveConnection(WSListener):
         self.transport = transport
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        self.gateway._receive(self, transport, frame)
+        try:
+            self.gateway._receive(self, transport, frame)
+        except Exception:  # a gateway bug: close this connection (1011), keep the rest
+            log.exception("connection %s: handling a frame failed", self.info.connection_id)
+            self.gateway._close(self, INTERNAL_ERROR)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.gateway._disconnected(self, transport)
