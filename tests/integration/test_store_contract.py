@@ -404,3 +404,31 @@ def test_open_store_bad_urls(url: str) -> None:
     """An unusable store URL raises ConfigError explaining the accepted forms."""
     with pytest.raises(ConfigError, match="sqlite:///"):
         open_store(url)
+
+
+def test_sqlite_a_cancelled_caller_does_not_lose_what_committed(tmp_path: Path) -> None:
+    """A handler cancelled (timed out) mid-call: what SQLite committed still counts for
+    the reads it answers from memory, so both views of a subscription agree. (SQLite runs
+    calls in order, which is what lets the test know they committed; DynamoDB does not.)"""
+    store_url = f"sqlite:///{tmp_path / 'wsgate.db'}"
+
+    async def scenario(store: Store) -> tuple[list[str], list[str], list[str], list[str]]:
+        await store.add_connection(record("c1"))
+        await store.add_connection(record("c2"))
+        await store.subscribe("c2", "news")
+        subscribing = asyncio.ensure_future(store.subscribe("c1", "news"))
+        unsubscribing = asyncio.ensure_future(store.unsubscribe("c2", "news"))
+        await asyncio.sleep(0)
+        subscribing.cancel()
+        unsubscribing.cancel()
+        # Calls queued after them run after them: by then both have committed.
+        topics_c1 = await store.topics("c1")
+        topics_c2 = await store.topics("c2")
+        return sorted(await store.subscribers("news")), topics_c1, topics_c2, []
+
+    subscribers, topics_c1, topics_c2, _ = run(store_url, scenario)
+    if topics_c1:  # the subscription committed before the cancellation reached it
+        assert subscribers == ["c1"]
+    else:
+        assert subscribers == []
+    assert topics_c2 == []

@@ -62,7 +62,7 @@ class SQLiteStore:
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Calls waiting for the database thread (see `_run`), shared with that thread.
-        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._queue: list[_Call] = []
         self._queue_lock = threading.Lock()
         #: The in-memory index (see the module docstring): live ids, topic -> ids.
         self._ids: set[str] = set()
@@ -73,18 +73,24 @@ class SQLiteStore:
         if self._db is None or self._executor is None:
             raise StoreError(f"sqlite store {self.path} is not open")
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _run(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        index: Callable[[T], None] | None = None,
+    ) -> T:
         """Run `fn(db)` on the database thread, in a transaction with the calls queued with it.
 
         Group commit: calls made while the thread is busy wait in a queue, and the thread
         runs all of them in one transaction, with one commit and one hand-back to the loop.
         Fifty connections opening at once cost a few commits, not fifty, and order is kept.
+        `index(result)` updates the in-memory index once the call committed, on the loop, in
+        commit order, whether or not the caller is still waiting (it may be cancelled).
         """
         self._check_open()
         assert self._loop is not None and self._executor is not None
         done: asyncio.Future[T] = self._loop.create_future()
         with self._queue_lock:
-            self._queue.append((fn, done))
+            self._queue.append((fn, done, index))
             first = len(self._queue) == 1
         if first:
             self._executor.submit(self._run_queued)
@@ -102,17 +108,19 @@ class SQLiteStore:
         outcomes: list[tuple[bool, Any]] = []
         try:
             db.execute("BEGIN")
-            for fn, _ in batch:
+            for fn, _, _ in batch:
                 try:
                     outcomes.append((True, fn(db)))
-                except Exception as exc:  # this call's error; the others go on
-                    outcomes.append((False, exc))
+                except Exception as exc:
+                    if not db.in_transaction:  # SQLite rolled the whole batch back
+                        raise
+                    outcomes.append((False, exc))  # this call's error; the others go on
             db.execute("COMMIT")
-        except sqlite3.Error as exc:  # the transaction itself failed: every call did
+        except sqlite3.Error as exc:  # the transaction failed: no call of it took effect
             if db.in_transaction:
                 db.execute("ROLLBACK")
             outcomes = [(False, exc)] * len(batch)
-        self._loop.call_soon_threadsafe(_settle, [done for _, done in batch], outcomes)
+        self._loop.call_soon_threadsafe(_settle, batch, outcomes)
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -206,9 +214,9 @@ class SQLiteStore:
                 "domain_name=excluded.domain_name, node=excluded.node, "
                 "authorizer=excluded.authorizer",
                 row,
-            )
+            ),
+            lambda _: self._ids.add(record.connection_id),
         )
-        self._ids.add(record.connection_id)
 
     async def touch(self, activity: dict[str, int]) -> None:
         rows = [(at, connection_id) for connection_id, at in activity.items()]
@@ -228,14 +236,12 @@ class SQLiteStore:
                 > 0
             )
 
-        removed = await self._run(remove)
-        self._ids.discard(connection_id)
-        for topic in self._topics.pop(connection_id, ()):
-            subscribers = self._subscribers[topic]
-            subscribers.discard(connection_id)
-            if not subscribers:
-                del self._subscribers[topic]
-        return removed
+        def unindex(_: bool) -> None:
+            self._ids.discard(connection_id)
+            for topic in list(self._topics.get(connection_id, ())):
+                self._unindex(connection_id, topic)
+
+        return await self._run(remove, unindex)
 
     async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
         row = await self._run(
@@ -265,22 +271,26 @@ class SQLiteStore:
                 is not None
             )
 
-        subscribed = await self._run(subscribe)
-        if subscribed:
-            self._subscribers.setdefault(topic, set()).add(connection_id)
-            self._topics.setdefault(connection_id, set()).add(topic)
-        return subscribed
+        def index(subscribed: bool) -> None:
+            if subscribed:
+                self._subscribers.setdefault(topic, set()).add(connection_id)
+                self._topics.setdefault(connection_id, set()).add(topic)
+
+        return await self._run(subscribe, index)
 
     async def unsubscribe(self, connection_id: str, topic: str) -> bool:
-        removed = await self._run(
+        return await self._run(
             lambda db: (
                 db.execute(
                     "DELETE FROM subscriptions WHERE topic = ? AND connection_id = ?",
                     (topic, connection_id),
                 ).rowcount
                 > 0
-            )
+            ),
+            lambda _: self._unindex(connection_id, topic),
         )
+
+    def _unindex(self, connection_id: str, topic: str) -> None:
         subscribers = self._subscribers.get(topic)
         if subscribers is not None:
             subscribers.discard(connection_id)
@@ -291,7 +301,6 @@ class SQLiteStore:
             topics.discard(topic)
             if not topics:
                 del self._topics[connection_id]
-        return removed
 
     async def subscribers(self, topic: str) -> list[str]:
         self._check_open()
@@ -307,8 +316,16 @@ class SQLiteStore:
         return [row[0] for row in rows]
 
 
-def _settle(waiting: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]) -> None:
-    for done, (ok, value) in zip(waiting, outcomes, strict=True):
+_Call = tuple[
+    Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", Callable[[Any], None] | None
+]
+
+
+def _settle(batch: list[_Call], outcomes: list[tuple[bool, Any]]) -> None:
+    """On the loop: index what committed, in commit order, then wake whoever still waits."""
+    for (_, done, index), (ok, value) in zip(batch, outcomes, strict=True):
+        if ok and index is not None:
+            index(value)
         if done.cancelled():
             continue
         if ok:
