@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -189,3 +190,24 @@ def test_worker_store_gives_each_worker_its_own_file() -> None:
     assert worker_store("memory://", 3) == "memory://"
     with pytest.raises(ConfigError):
         worker_store("dynamodb://table", 0)
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves no chance to forward a signal: the workers notice and stop anyway."""
+    port = free_port()
+    with wsgate_serve(
+        str(EXAMPLES / "echo.py"), "--workers", "2", cwd=tmp_path, port=port
+    ) as proc:
+        workers = [
+            int(pid)
+            for pid in subprocess.run(
+                ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=True
+            ).stdout.split()
+        ]
+        assert len(workers) == 2
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, f"workers {workers} outlived their supervisor"
+        time.sleep(0.05)

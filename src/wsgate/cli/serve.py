@@ -195,6 +195,7 @@ def serve(
             limits=limits,
             allow_remote_management=allow_remote_management,
             peers=peers,
+            stop_when_closed=sys.stdin.fileno() if peers is not None else None,
         )
     except WsgateError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -134,15 +135,30 @@ def run(
     app: App,
     *,
     on_ready: Callable[[Server], None] | None = None,
+    stop_when_closed: int | None = None,
     **options: object,
 ) -> None:
-    """Serve `app` until SIGINT/SIGTERM, then close every connection and stop."""
+    """Serve `app` until SIGINT/SIGTERM, then close every connection and stop.
+
+    `stop_when_closed`: a pipe's read end; the gateway also stops when its writer is gone
+    (a `--workers` worker watches its supervisor this way, even one killed with SIGKILL).
+    """
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        if stop_when_closed is not None:
+            fd = stop_when_closed
+
+            def readable() -> None:
+                if not os.read(fd, 4096):  # end of file: the writer is gone
+                    loop.remove_reader(fd)
+                    log.warning("the supervisor is gone; stopping")
+                    stop.set()
+
+            loop.add_reader(fd, readable)
         async with serve(app, **options) as server:  # type: ignore[arg-type]
             _tune_gc()
             if on_ready is not None:

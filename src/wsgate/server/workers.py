@@ -4,7 +4,8 @@ The supervisor (this module) starts N `wsgate serve` processes that listen on th
 port with SO_REUSEPORT, so the kernel spreads new connections over them. Each worker keeps
 its part of the table in its own store (`wsgate.db` becomes `wsgate.worker0.db`, ...) and
 reaches the others through `server/peers.py`. The supervisor forwards SIGINT/SIGTERM;
-if a worker dies, it stops the others and exits 1, so a process manager sees the failure.
+if a worker dies, it stops the others and exits 1, so a process manager sees the failure;
+if the supervisor dies, even of SIGKILL, the workers see their stdin pipe close and stop.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ def supervise(count: int, args: Sequence[str], *, host: str, port: int, store: s
                     "--worker-dir",
                     directory,
                 ]
-                processes.append(subprocess.Popen(command))
+                # The worker's stdin is a pipe nobody writes: when this process is gone, for
+                # whatever reason, the worker reads end-of-file and stops.
+                processes.append(subprocess.Popen(command, stdin=subprocess.PIPE))
             return _wait(processes, lambda: stopping)
         finally:
             stop(signal.SIGTERM, None)
