@@ -36,6 +36,7 @@ class _Transport:
     """What the gateway uses of a picows transport; writes go nowhere."""
 
     is_disconnected = False
+    is_close_frame_sent = False
     underlying_transport = _Reading()
 
     sent = 0

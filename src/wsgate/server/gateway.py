@@ -144,6 +144,7 @@ class LiveConnection(WSListener):
             and self.close is None
             and self.peer_close is None
             and not transport.is_disconnected
+            and not transport.is_close_frame_sent  # picows closed it (a protocol error)
         )
 
     def on_ws_connected(self, transport: WSTransport) -> None:
@@ -212,6 +213,7 @@ class Gateway:
         #: free, and a done future stays done whoever awaits or cancels it).
         self._sent: asyncio.Future[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._touching: asyncio.Task[None] | None = None
         self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -243,6 +245,8 @@ class Gateway:
         self._stopping = True
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._touching is not None:
+            await asyncio.wait([self._touching])
         for conn in list(self.live.values()):
             self._close(conn, SHUTDOWN)
         deadline = time.monotonic() + CLOSE_TIMEOUT + 0.5
@@ -292,8 +296,21 @@ class Gateway:
                 close = self.limits.expired(now, conn.connected_mono, conn.last_active_mono)
                 if close is not None:
                     self._close(conn, close)
-        if activity:
+        if activity and (self._touching is None or self._touching.done()):
+            # In the background: a slow store (DynamoDB, thousands of rows) must not delay
+            # the next sweep's timeouts. Activity not written yet goes in the next batch.
+            self._touching = asyncio.create_task(self._touch(activity))
+        elif activity:
+            for connection_id in activity:
+                waiting = self.live.get(connection_id)
+                if waiting is not None:
+                    waiting.touched = True  # still writing the last batch: next time
+
+    async def _touch(self, activity: dict[str, int]) -> None:
+        try:
             await self.store.touch(activity)
+        except Exception:
+            log.exception("writing lastActiveAt failed; retrying with the next batch")
 
     # -- invoking handlers -------------------------------------------------------------
 
@@ -398,6 +415,10 @@ class Gateway:
         except Exception:  # the connection never opened: no `$disconnect` for it
             log.exception("cannot store connection %s; refusing it", info.connection_id)
             _refuse(transport, 500, "Internal server error")
+            return
+        if self._stopping:  # stopped while `$connect` ran: this one never opens
+            await self.store.remove_connection(info.connection_id)
+            _refuse(transport, 503, "Service Unavailable")
             return
         conn = LiveConnection(self, info, self.limits.max_concurrent_messages)
         self.live[info.connection_id] = conn

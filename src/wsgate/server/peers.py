@@ -41,6 +41,8 @@ MAX_WORKERS = len(ID_ALPHABET)
 _HEADER = struct.Struct("!I")
 #: How long a worker waits for a peer that is still starting.
 CONNECT_TIMEOUT = 10.0
+#: How long a worker waits for another's answer (a stuck worker fails the call, not hangs).
+CALL_TIMEOUT = 10.0
 
 Operation = Callable[..., Awaitable[Any]]
 
@@ -83,7 +85,10 @@ class _Link:
         self._pending[request_id] = answer
         _write(self._writer, (request_id, operation, args))
         try:
-            return await answer
+            async with asyncio.timeout(CALL_TIMEOUT):
+                return await answer
+        except TimeoutError:
+            raise PeerError(f"no answer to {operation} within {CALL_TIMEOUT:g}s") from None
         finally:
             self._pending.pop(request_id, None)
 
