@@ -396,3 +396,12 @@ def test_json_nested_too_deep_goes_to_default_like_any_non_json() -> None:
         assert recv(ws) == "[" * 100_000
         ws.send("still open")
         assert recv(ws) == "still open"
+
+
+@pytest.mark.parametrize("size", [125, 126, 8192, 8193, 65535, 65536, 128 * 1024])
+def test_messages_of_every_length_encoding_arrive_intact(size: int) -> None:
+    """Each frame header length form (7-bit, 16-bit, 64-bit) and both write paths."""
+    body = ("0123456789" * (size // 10 + 1))[:size]
+    with run_gateway(echo_app([])) as server, ws_connect(server.url) as ws:
+        ws.send(body)
+        assert recv(ws) == body

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import logging
 import os
+import struct
 import sys
 import time
 from collections.abc import Awaitable, Coroutine, Iterable, Mapping
@@ -695,7 +696,13 @@ class Gateway:
             return False
         transport = conn.transport
         assert transport is not None
-        transport.send(kind, data)
+        if len(data) <= _PICOWS_COPY_LIMIT:
+            transport.send(kind, data)
+        else:
+            # picows hands bigger frames to `transport.writelines`, which on Python 3.12+'s
+            # own event loop keeps a view of picows' reused header buffer without copying
+            # and never tells the protocol to pause. One write of header and payload.
+            transport.underlying_transport.write(_frame_header(kind, len(data)) + data)
         conn.last_active_mono = time.monotonic()
         conn.touched = True
         if conn.backed_up:  # only then is the buffer worth measuring
@@ -928,6 +935,20 @@ else:
         `TaskGroup` and aiohttp's client all ask for it), so a task it is.
         """
         return loop.create_task(coroutine)
+
+
+#: Up to this size picows copies a frame into its own buffer and writes it in one piece.
+_PICOWS_COPY_LIMIT = 8192
+
+
+def _frame_header(kind: WSMsgType, length: int) -> bytes:
+    """The header of an unmasked, final server frame (RFC 6455 section 5.2)."""
+    first = 0x80 | (0x1 if kind is TEXT else 0x2)
+    if length < 126:
+        return bytes((first, length))
+    if length < 1 << 16:
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
 
 
 def _send_close(transport: WSTransport, code: int, reason: str) -> None:
