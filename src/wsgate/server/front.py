@@ -56,11 +56,14 @@ class FrontDoor(asyncio.Protocol):
         open_connection: OpenConnection,
         http_protocol: Callable[[], asyncio.Protocol],
         tasks: set[asyncio.Task[None]],
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self._socket_paths = socket_paths
         self._open_connection = open_connection
         self._http_protocol = http_protocol
         self._tasks = tasks
+        # Passed in: asyncio.get_running_loop() costs a getpid() system call on 3.11.
+        self._loop = loop
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -68,7 +71,7 @@ class FrontDoor(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not derive from asyncio.Transport; they behave as one.
         self._transport = cast(asyncio.Transport, transport)
-        self._timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT, self._transport.abort)
+        self._timer = self._loop.call_later(HEAD_TIMEOUT, self._transport.abort)
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport
@@ -94,9 +97,7 @@ class FrontDoor(asyncio.Protocol):
             hand_over(transport, self._http_protocol(), received)
             return
         transport.pause_reading()
-        task = asyncio.get_running_loop().create_task(
-            self._open_connection(head, transport, received[length:])
-        )
+        task = self._loop.create_task(self._open_connection(head, transport, received[length:]))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(self._opened)

@@ -728,9 +728,8 @@ class Gateway:
             return
         _send_close(transport, close.code, close.reason)
         # Not a graceful disconnect: that would wait for a client that stopped reading.
-        conn.close_timer = asyncio.get_running_loop().call_later(
-            CLOSE_TIMEOUT, transport.disconnect, False
-        )
+        assert self._loop is not None
+        conn.close_timer = self._loop.call_later(CLOSE_TIMEOUT, transport.disconnect, False)
 
     # -- ConnectionsAPI: what handlers and the management API call ---------------------
 

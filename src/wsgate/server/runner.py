@@ -99,14 +99,15 @@ async def serve(
         http_protocol = runner.server
         assert http_protocol is not None
         paths = socket_paths(stage)
+        loop = asyncio.get_running_loop()
 
         def front_door() -> FrontDoor:
             return FrontDoor(
-                paths, gateway.open_connection, http_protocol, gateway.connection_tasks
+                paths, gateway.open_connection, http_protocol, gateway.connection_tasks, loop
             )
 
         try:
-            listener = await asyncio.get_running_loop().create_server(
+            listener = await loop.create_server(
                 front_door, host, port, reuse_address=True, reuse_port=peers is not None
             )
         except OSError as exc:
