@@ -8,7 +8,8 @@ socket is not read until a slot frees. When the socket closes, for any reason, t
 connection leaves the store and `$disconnect` runs with the close code and reason.
 
 Handlers reach other connections through `wsgate.connections`, which this class serves
-(`ConnectionsAPI`). The aiohttp specifics stay in this module and `server/http.py`.
+(`ConnectionsAPI`). picows carries the frames (each connection is a `LiveConnection`, the
+listener picows calls per frame); `server/front.py` hands it the socket after `$connect`.
 """
 
 from __future__ import annotations
