@@ -195,9 +195,7 @@ def test_worker_store_gives_each_worker_its_own_file() -> None:
 def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     """SIGKILL leaves no chance to forward a signal: the workers notice and stop anyway."""
     port = free_port()
-    with wsgate_serve(
-        str(EXAMPLES / "echo.py"), "--workers", "2", cwd=tmp_path, port=port
-    ) as proc:
+    with wsgate_serve(str(EXAMPLES / "echo.py"), "--workers", "2", cwd=tmp_path, port=port) as proc:
         workers = [
             int(pid)
             for pid in subprocess.run(

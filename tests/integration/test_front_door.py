@@ -406,3 +406,23 @@ def test_messages_of_every_length_encoding_arrive_intact(size: int) -> None:
     with run_gateway(echo_app([])) as server, ws_connect(server.url) as ws:
         ws.send(body)
         assert recv(ws) == body
+
+
+def test_a_big_broadcast_arrives_intact_everywhere() -> None:
+    """A fan-out of a message over 8 KB (framed once, written to each) reaches everyone."""
+    app = App(name="big")
+
+    @app.default
+    async def default(event: dict[str, str], context: object) -> None:
+        await connections.broadcast(event["body"])
+
+    body = "abcdefghij" * 10_000  # 100 KB: the 64-bit length form
+    with (
+        run_gateway(app) as server,
+        ws_connect(server.url) as first,
+        ws_connect(server.url) as second,
+        ws_connect(server.url) as third,
+    ):
+        first.send(body)
+        for ws in (first, second, third):
+            assert recv(ws) == body

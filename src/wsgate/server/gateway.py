@@ -690,9 +690,12 @@ class Gateway:
         else:
             self._write(conn, BINARY, payload)
 
-    def _write(self, conn: LiveConnection, kind: WSMsgType, data: bytes) -> bool:
+    def _write(
+        self, conn: LiveConnection, kind: WSMsgType, data: bytes, wire: bytes | None = None
+    ) -> bool:
         """Queue a frame on an open connection (picows writes it now, or asyncio buffers
-        it); False if the connection is closing or closed."""
+        it); False if the connection is closing or closed. `wire`: the whole frame of a
+        big message, made once by a fan-out (see `_wire`)."""
         if not conn.is_open:
             return False
         transport = conn.transport
@@ -700,10 +703,7 @@ class Gateway:
         if len(data) <= _PICOWS_COPY_LIMIT:
             transport.send(kind, data)
         else:
-            # picows hands bigger frames to `transport.writelines`, which on Python 3.12+'s
-            # own event loop keeps a view of picows' reused header buffer without copying
-            # and never tells the protocol to pause. One write of header and payload.
-            transport.underlying_transport.write(_frame_header(kind, len(data)) + data)
+            transport.underlying_transport.write(wire or _wire(kind, data))
         conn.last_active_mono = time.monotonic()
         conn.touched = True
         if conn.backed_up:  # only then is the buffer worth measuring
@@ -828,6 +828,7 @@ class Gateway:
         else:
             targets = await self.store.subscribers(topic)
         kind = TEXT if is_text else BINARY
+        wire = _wire(kind, frame) if len(frame) > _PICOWS_COPY_LIMIT else None
         skip = set(exclude)
         live = self.live
         write = self._write
@@ -839,7 +840,7 @@ class Gateway:
             conn = live.get(connection_id)
             if conn is None:
                 gone.append(connection_id)
-            elif write(conn, kind, frame):
+            elif write(conn, kind, frame, wire):
                 delivered += 1
         for connection_id in gone:
             await self._gone(connection_id)
@@ -941,14 +942,20 @@ else:
 _PICOWS_COPY_LIMIT = 8192
 
 
-def _frame_header(kind: WSMsgType, length: int) -> bytes:
-    """The header of an unmasked, final server frame (RFC 6455 section 5.2)."""
+def _wire(kind: WSMsgType, data: bytes) -> bytes:
+    """An unmasked, final server frame (RFC 6455 section 5.2), header and payload.
+
+    For messages over `_PICOWS_COPY_LIMIT`: picows hands those to `transport.writelines`,
+    which on Python 3.12+'s own event loop keeps a view of picows' reused header buffer
+    without copying and never tells the protocol to pause. One write of one frame does.
+    """
     first = 0x80 | (0x1 if kind is TEXT else 0x2)
+    length = len(data)
     if length < 126:
-        return bytes((first, length))
+        return bytes((first, length)) + data
     if length < 1 << 16:
-        return struct.pack("!BBH", first, 126, length)
-    return struct.pack("!BBQ", first, 127, length)
+        return struct.pack("!BBH", first, 126, length) + data
+    return struct.pack("!BBQ", first, 127, length) + data
 
 
 def _send_close(transport: WSTransport, code: int, reason: str) -> None:
