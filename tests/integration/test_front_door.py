@@ -49,6 +49,24 @@ def echo_app(connects: list[str]) -> App:
     return app
 
 
+def recording_app(name: str) -> tuple[App, list[str], list[dict[str, object]]]:
+    """An app that records the ids `$connect` saw and the `requestContext` of each
+    `$disconnect`."""
+    opened: list[str] = []
+    disconnects: list[dict[str, object]] = []
+    app = App(name=name)
+
+    @app.on_connect
+    async def connect(event: dict[str, dict[str, str]], context: object) -> None:
+        opened.append(event["requestContext"]["connectionId"])
+
+    @app.on_disconnect
+    async def disconnect(event: dict[str, dict[str, object]], context: object) -> None:
+        disconnects.append(event["requestContext"])
+
+    return app, opened, disconnects
+
+
 @contextmanager
 def raw(server: Server) -> Iterator[socket.socket]:
     with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
@@ -262,17 +280,7 @@ def test_a_store_failure_refuses_that_connection_with_500_and_serves_the_next() 
 def test_a_client_that_stops_reading_is_dropped_and_the_rest_served() -> None:
     """Sends pile up for a client that never reads; past the buffer limit it is dropped
     (with `$disconnect`), instead of growing the server's memory without bound."""
-    opened: list[str] = []
-    disconnects: list[dict[str, object]] = []
-    app = App(name="flood")
-
-    @app.on_connect
-    async def connect(event: dict[str, dict[str, str]], context: object) -> None:
-        opened.append(event["requestContext"]["connectionId"])
-
-    @app.on_disconnect
-    async def disconnect(event: dict[str, dict[str, object]], context: object) -> None:
-        disconnects.append(event["requestContext"])
+    app, opened, disconnects = recording_app("flood")
 
     @app.route("flood")
     async def flood(event: dict[str, dict[str, str]], context: object) -> None:
@@ -305,18 +313,7 @@ def test_a_client_that_stops_reading_is_dropped_and_the_rest_served() -> None:
 
 def test_a_client_that_vanishes_is_forgotten_and_disconnect_runs() -> None:
     """A TCP connection dropped without a close frame: 1006 to `$disconnect`, store clean."""
-    opened: list[str] = []
-    disconnects: list[dict[str, object]] = []
-    app = App(name="vanish")
-
-    @app.on_connect
-    async def connect(event: dict[str, dict[str, str]], context: object) -> None:
-        opened.append(event["requestContext"]["connectionId"])
-        await asyncio.sleep(0)
-
-    @app.on_disconnect
-    async def disconnect(event: dict[str, dict[str, object]], context: object) -> None:
-        disconnects.append(event["requestContext"])
+    app, opened, disconnects = recording_app("vanish")
 
     with run_gateway(app) as server:
         with raw(server) as sock:
@@ -337,17 +334,7 @@ def test_a_client_that_vanishes_is_forgotten_and_disconnect_runs() -> None:
 
 def test_a_close_the_gateway_starts_ends_even_if_the_client_stopped_reading() -> None:
     """DeleteConnection on a client that reads nothing: dropped after the close timeout."""
-    opened: list[str] = []
-    disconnects: list[dict[str, object]] = []
-    app = App(name="stalled")
-
-    @app.on_connect
-    async def connect(event: dict[str, dict[str, str]], context: object) -> None:
-        opened.append(event["requestContext"]["connectionId"])
-
-    @app.on_disconnect
-    async def disconnect(event: dict[str, dict[str, object]], context: object) -> None:
-        disconnects.append(event["requestContext"])
+    app, opened, disconnects = recording_app("stalled")
 
     with run_gateway(app) as server, raw(server) as stalled:
         stalled.sendall(upgrade_request())

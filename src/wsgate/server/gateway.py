@@ -21,7 +21,7 @@ import os
 import struct
 import sys
 import time
-from collections.abc import Awaitable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
@@ -193,6 +193,17 @@ class Gateway:
     ) -> None:
         self.app = app
         self.peers = peers
+        #: What this gateway does for the other workers (`server/peers.py`), by name; also
+        #: how `_on_owner` runs an operation for a connection held here.
+        self._operations_here: dict[str, Callable[..., Awaitable[Any]]] = {
+            "send": self._send_here,
+            "fan_out": self._fan_out_here,
+            "subscribe": store.subscribe,
+            "unsubscribe": store.unsubscribe,
+            "info": self._info_here,
+            "disconnect": self._disconnect_here,
+            "ids": store.connection_ids,
+        }
         self.store = store
         self.stage = stage
         self.limits = limits or Limits()
@@ -225,17 +236,7 @@ class Gateway:
         self._loop = asyncio.get_running_loop()
         await self.store.open()
         if self.peers is not None:
-            await self.peers.start(
-                {
-                    "send": self._send_here,
-                    "fan_out": self._fan_out_here,
-                    "subscribe": self.store.subscribe,
-                    "unsubscribe": self.store.unsubscribe,
-                    "info": self._info_here,
-                    "disconnect": self._disconnect_here,
-                    "ids": self.store.connection_ids,
-                }
-            )
+            await self.peers.start(self._operations_here)
         self._binding = connection_api.Binding(self, self._loop)
         self._sent = self._loop.create_future()
         self._sent.set_result(None)
@@ -846,33 +847,26 @@ class Gateway:
             await self._gone(connection_id)
         return delivered
 
-    async def subscribe(self, connection_id: str, topic: str) -> None:
+    async def _on_owner(self, operation: str, connection_id: str, *args: Any) -> Any:
+        """Run `operation` where `connection_id` lives: here, or on the worker holding it."""
         worker = self._elsewhere(connection_id)
         if worker is not None:
             assert self.peers is not None
-            subscribed = await self.peers.call(worker, "subscribe", connection_id, topic)
-        else:
-            subscribed = await self.store.subscribe(connection_id, topic)
-        if not subscribed:
+            return await self.peers.call(worker, operation, connection_id, *args)
+        return await self._operations_here[operation](connection_id, *args)
+
+    async def subscribe(self, connection_id: str, topic: str) -> None:
+        if not await self._on_owner("subscribe", connection_id, topic):
             raise GoneError(connection_id)
 
     async def unsubscribe(self, connection_id: str, topic: str) -> bool:
-        worker = self._elsewhere(connection_id)
-        if worker is not None:
-            assert self.peers is not None
-            return bool(await self.peers.call(worker, "unsubscribe", connection_id, topic))
-        return await self.store.unsubscribe(connection_id, topic)
+        return bool(await self._on_owner("unsubscribe", connection_id, topic))
 
     async def info(self, connection_id: str) -> ConnectionInfo:
-        worker = self._elsewhere(connection_id)
-        if worker is not None:
-            assert self.peers is not None
-            found = await self.peers.call(worker, "info", connection_id)
-        else:
-            found = await self._info_here(connection_id)
+        found: ConnectionInfo | None = await self._on_owner("info", connection_id)
         if found is None:
             raise GoneError(connection_id)
-        return found  # type: ignore[no-any-return]
+        return found
 
     async def _info_here(self, connection_id: str) -> ConnectionInfo | None:
         conn = self.live.get(connection_id)
@@ -891,13 +885,7 @@ class Gateway:
         )
 
     async def disconnect(self, connection_id: str) -> None:
-        worker = self._elsewhere(connection_id)
-        if worker is not None:
-            assert self.peers is not None
-            closed = await self.peers.call(worker, "disconnect", connection_id)
-        else:
-            closed = await self._disconnect_here(connection_id)
-        if not closed:
+        if not await self._on_owner("disconnect", connection_id):
             raise GoneError(connection_id)
 
     async def _disconnect_here(self, connection_id: str) -> bool:
