@@ -1,8 +1,9 @@
 """wsgate: API Gateway-style WebSocket apps in Python, locally, self-hosted and on AWS."""
 
-from wsgate.app import App, Event, Route
+from wsgate.app import App, Route
 from wsgate.connection_api import ConnectionInfo, connections
 from wsgate.context import LambdaContext
+from wsgate.core.events import Event
 from wsgate.core.limits import Limits
 from wsgate.exceptions import (
     ConfigError,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -26,7 +25,6 @@ from wsgate.core.routing import (
     CONNECT,
     DEFAULT,
     DISCONNECT,
-    NOT_JSON,
     RouteSelector,
     validate_route_key,
 )
@@ -35,43 +33,6 @@ from wsgate.exceptions import ConfigError
 Handler = Callable[[Any, Any], Any] | Callable[[Any, Any], Awaitable[Any]]
 H = TypeVar("H", bound=Handler)
 BinaryMode = Literal["reject", "base64"]
-
-
-class Event(dict[str, Any]):
-    """An API Gateway proxy event: a plain dict, plus shortcuts for what handlers read most.
-
-    The gateway parses each message's JSON once, for route selection, and hands the result
-    to the handler through `json`, so handlers need not parse the body again.
-    """
-
-    __slots__ = ("_json",)
-
-    def __init__(self, data: Mapping[str, Any], parsed_body: Any = NOT_JSON) -> None:
-        super().__init__(data)
-        self._json = parsed_body
-
-    @property
-    def connection_id(self) -> str:
-        connection_id: str = self["requestContext"]["connectionId"]
-        return connection_id
-
-    @property
-    def route_key(self) -> str:
-        return str(self["requestContext"]["routeKey"])
-
-    @property
-    def body(self) -> str | None:
-        return self.get("body")
-
-    @property
-    def json(self) -> Any:
-        """The body parsed as JSON. Raises ValueError if the body is not JSON."""
-        if self._json is NOT_JSON:
-            body = self.get("body")
-            if body is None:
-                raise ValueError(f"{self.route_key} events have no body")
-            self._json = json.loads(body)
-        return self._json
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 _log = logging.getLogger("wsgate.handler")
@@ -20,25 +19,29 @@ class CognitoIdentity:
 _NO_IDENTITY = CognitoIdentity()
 
 
-@dataclass(slots=True)
 class LambdaContext:
     """What a Python Lambda handler reads from `context`, with the same names and types.
 
     `memory_limit_in_mb` is a string, as in the Python runtime. The deadline is the
     gateway's handler timeout, so `get_remaining_time_in_millis()` counts down to it.
+    One is made per invocation, so what never varies lives on the class: two attributes
+    to set instead of eleven.
     """
 
-    function_name: str
-    deadline: float  # time.monotonic() value
-    memory_limit_in_mb: str = "128"
-    function_version: str = "$LATEST"
-    region: str = "us-east-1"
-    account_id: str = "000000000000"
-    identity: CognitoIdentity = _NO_IDENTITY
-    client_context: None = None
-    tenant_id: None = None
-    _clock: Callable[[], float] = time.monotonic
-    _request_id: str | None = None
+    __slots__ = ("_request_id", "deadline", "function_name")
+
+    memory_limit_in_mb = "128"
+    function_version = "$LATEST"
+    region = "us-east-1"
+    account_id = "000000000000"
+    identity = _NO_IDENTITY
+    client_context = None
+    tenant_id = None
+
+    def __init__(self, function_name: str, deadline: float) -> None:
+        self.function_name = function_name
+        self.deadline = deadline  # a time.monotonic() value
+        self._request_id: str | None = None
 
     @property
     def aws_request_id(self) -> str:
@@ -61,7 +64,7 @@ class LambdaContext:
         return f"{day}/[{self.function_version}]{self.aws_request_id.replace('-', '')}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - self._clock()) * 1000))
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
     def log(self, message: str) -> None:
         _log.info("%s %s", self.aws_request_id, message.rstrip("\n"))

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wsgate.app import App, Event
+from wsgate.app import App
 from wsgate.connection_api import connections
+from wsgate.core.events import Event
 from wsgate.exceptions import GoneError
 
 app = App(name="wsgate-demo")

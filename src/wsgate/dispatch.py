@@ -15,7 +15,8 @@ from concurrent.futures import Executor
 from typing import Any
 
 from wsgate import connection_api
-from wsgate.app import Event, Route
+from wsgate.app import Route
+from wsgate.core.events import Event
 
 
 def call_handler(

@@ -286,7 +286,7 @@ def make_message_event(body: str, parsed: Any = None) -> Event:
         request_id="r",
         now_ms=1000,
     )
-    return Event(data, parsed) if parsed is not None else Event(data)
+    return Event.parsed(data, parsed) if parsed is not None else Event(data)
 
 
 def test_event_is_a_dict_with_shortcuts() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -195,6 +196,32 @@ def test_parse_body() -> None:
     assert parse_body("null") is None
     assert parse_body("") is NOT_JSON
     assert parse_body("{bad json") is NOT_JSON
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (' \t{"action": "join"}\r\n', {"action": "join"}),
+        ("42 ", 42),
+        ("\n[1]", [1]),
+        ('{"a": 1} {"a": 2}', NOT_JSON),  # two values are not one message
+        ('{"a": 1} x', NOT_JSON),
+        ("\u00a042", NOT_JSON),  # only JSON's four whitespace characters, as json.loads
+        ("NaN", json.loads("NaN")),
+        ("   ", NOT_JSON),
+    ],
+)
+def test_parse_body_accepts_what_json_loads_accepts(text: str, value: object) -> None:
+    """Whitespace around the value is JSON's; anything else after it makes the body not JSON."""
+    parsed = parse_body(text)
+    if value is NOT_JSON:
+        assert parsed is NOT_JSON
+        with pytest.raises(ValueError):
+            json.loads(text)
+    elif isinstance(value, float):  # NaN is not equal to itself
+        assert isinstance(parsed, float) and parsed != parsed
+    else:
+        assert parsed == value == json.loads(text)
 
 
 @pytest.mark.parametrize(

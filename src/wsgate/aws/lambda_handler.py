@@ -32,8 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from wsgate import connection_api
-from wsgate.app import App, Event
+from wsgate.app import App
 from wsgate.aws.connections import ManagementConnections, management_client
+from wsgate.core.events import Event
 from wsgate.core.responses import connect_decision, route_reply
 from wsgate.core.routing import CONNECT, DISCONNECT, NOT_JSON, parse_body
 from wsgate.dispatch import call_handler
@@ -149,7 +150,7 @@ class LambdaAdapter:
             if isinstance(body, str) and not raw.get("isBase64Encoded")
             else NOT_JSON
         )
-        event = Event(raw, parsed)
+        event = Event.parsed(raw, parsed)
         endpoint = self.management_endpoint.format(
             domainName=request["domainName"], stage=request["stage"]
         )

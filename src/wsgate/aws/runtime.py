@@ -39,10 +39,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from wsgate.app import App, Event
+from wsgate.app import App
 from wsgate.aws.cloudformation import load_document
 from wsgate.aws.spec import FunctionSpec, LambdaAppSpec, TableSpec
 from wsgate.aws.worker import ORIGINS_VARIABLE
+from wsgate.core.events import Event
 from wsgate.core.routing import CONNECT
 from wsgate.exceptions import ConfigError, TargetError
 

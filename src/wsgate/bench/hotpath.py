@@ -83,7 +83,7 @@ async def measure(messages: int, rounds: int) -> float:
             for _ in range(8):
                 conn.on_ws_frame(transport, frame)
             await asyncio.sleep(0)
-        while gateway._tasks:
+        while gateway._deadlines:
             await asyncio.sleep(0)
 
     try:

@@ -8,12 +8,13 @@ omits are absent, not null; `$connect` carries the client's headers minus `Conne
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsgate.core.routing import CONNECT, DISCONNECT
+from wsgate.core.routing import CONNECT, DISCONNECT, NOT_JSON
 
 _DROPPED_CONNECT_HEADERS = frozenset({"connection", "upgrade", "content-length"})
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -73,6 +74,52 @@ class ConnectionContext:
         return context
 
 
+class Event(dict[str, Any]):
+    """An API Gateway proxy event: a plain dict, plus shortcuts for what handlers read most.
+
+    The gateway parses each message's JSON once, for route selection, and hands the result
+    to the handler through `json`, so handlers need not parse the body again. `Event(d)`
+    makes one of any event dict (a test's, or the one Lambda passes).
+    """
+
+    __slots__ = ("_json",)  # the parsed body; unset until known
+    _json: Any
+
+    @classmethod
+    def parsed(cls, data: Mapping[str, Any], body_json: Any) -> Event:
+        """`data` as an Event whose body is already parsed (`NOT_JSON`: it is not JSON)."""
+        event = cls(data)
+        event._json = body_json
+        return event
+
+    @property
+    def connection_id(self) -> str:
+        connection_id: str = self["requestContext"]["connectionId"]
+        return connection_id
+
+    @property
+    def route_key(self) -> str:
+        return str(self["requestContext"]["routeKey"])
+
+    @property
+    def body(self) -> str | None:
+        return self.get("body")
+
+    @property
+    def json(self) -> Any:
+        """The body parsed as JSON. Raises ValueError if the body is not JSON."""
+        try:
+            value = self._json
+        except AttributeError:
+            value = NOT_JSON
+        if value is NOT_JSON:
+            body = self.get("body")
+            if body is None:
+                raise ValueError(f"{self.route_key} events have no body")
+            value = self._json = json.loads(body)
+        return value
+
+
 _time_cache: tuple[int, str] = (-1, "")
 
 
@@ -110,13 +157,13 @@ def connect_event(
     stage_variables: Mapping[str, str] | None,
     request_id: str,
     now_ms: int,
-) -> dict[str, Any]:
+) -> Event:
     """The `$connect` event: client headers (casing kept) plus gateway headers, and the query."""
     pairs = [(k, v) for k, v in headers if k.lower() not in _DROPPED_CONNECT_HEADERS]
     present = {k.lower() for k, _ in pairs}
     pairs.extend((k, v) for k, v in gateway_headers.items() if k.lower() not in present)
     single, multi = _single_and_multi(pairs)
-    event: dict[str, Any] = {"headers": single, "multiValueHeaders": multi}
+    event = Event(headers=single, multiValueHeaders=multi)
     query_pairs = list(query)
     if query_pairs:
         qs, mqs = _single_and_multi(query_pairs)
@@ -139,13 +186,18 @@ def message_event(
     message_id: str,
     request_id: str,
     now_ms: int,
-) -> dict[str, Any]:
-    """A MESSAGE event: the message text unchanged in `body`, no headers."""
+    body_json: Any = NOT_JSON,
+) -> Event:
+    """A MESSAGE event: the message text unchanged in `body`, no headers.
+
+    `body_json`: the body as the gateway parsed it, for `Event.json`.
+    """
     context = info.request_context(route_key, "MESSAGE", request_id, now_ms)
     context["messageId"] = message_id
-    event: dict[str, Any] = {"requestContext": context, "body": body, "isBase64Encoded": is_base64}
+    event = Event(requestContext=context, body=body, isBase64Encoded=is_base64)
     if stage_variables:
         event["stageVariables"] = dict(stage_variables)
+    event._json = body_json
     return event
 
 
@@ -157,18 +209,18 @@ def disconnect_event(
     stage_variables: Mapping[str, str] | None,
     request_id: str,
     now_ms: int,
-) -> dict[str, Any]:
+) -> Event:
     """The `$disconnect` event: AWS's fixed header set, the close code and reason."""
     headers = {"Host": info.domain_name, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": ""}
     context = info.request_context(DISCONNECT, "DISCONNECT", request_id, now_ms)
     context["disconnectStatusCode"] = status_code
     context["disconnectReason"] = reason
-    event: dict[str, Any] = {
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "requestContext": context,
-        "isBase64Encoded": False,
-    }
+    event = Event(
+        headers=headers,
+        multiValueHeaders={k: [v] for k, v in headers.items()},
+        requestContext=context,
+        isBase64Encoded=False,
+    )
     if stage_variables:
         event["stageVariables"] = dict(stage_variables)
     return event

@@ -19,10 +19,11 @@ route selection expression and a message into a route key, following API Gateway
 from __future__ import annotations
 
 import json
+import json.scanner
 import re
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from wsgate.exceptions import ConfigError
 
@@ -176,20 +177,29 @@ class RouteSelector:
         return DEFAULT if DEFAULT in routes else None
 
 
-_decode = json.JSONDecoder().raw_decode
+#: The C scanner under `json.loads`, called without json's two Python layers around it.
+#: (typeshed has the scanner's context as a scanner; it is the decoder whose settings it uses)
+_scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
+    cast(Any, json.JSONDecoder())
+)
 _JSON_SPACE = " \t\n\r"
 
 
 def parse_body(text: str) -> Any:
     """The JSON value of a message, or `NOT_JSON`: parsed once, shared with the handler.
 
-    What `json.loads` accepts, minus its two Python layers (a sixth of a message's cost):
-    the C scanner on the text between JSON whitespace.
+    What `json.loads` accepts, for a sixth of a message's cost less: the C scanner, tried
+    first on the text as it is (JSON whitespace around it takes the second, slower try).
     """
-    if text[:1] in _JSON_SPACE or text[-1:] in _JSON_SPACE:
-        text = text.strip(_JSON_SPACE)
+    value = _scan_whole(text)
+    if value is NOT_JSON and (text[:1] in _JSON_SPACE or text[-1:] in _JSON_SPACE):
+        return _scan_whole(text.strip(_JSON_SPACE))
+    return value
+
+
+def _scan_whole(text: str) -> Any:
     try:
-        value, end = _decode(text)
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python goes
+        value, end = _scan(text, 0)
+    except (StopIteration, ValueError, RecursionError):  # Recursion: nested beyond Python
         return NOT_JSON
     return value if end == len(text) else NOT_JSON

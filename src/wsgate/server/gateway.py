@@ -29,11 +29,17 @@ from typing import Any
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
 
 from wsgate import connection_api
-from wsgate.app import App, Event, Route
+from wsgate.app import App, Route
 from wsgate.connection_api import ConnectionInfo, Data
 from wsgate.context import LambdaContext
 from wsgate.core import ids
-from wsgate.core.events import ConnectionContext, connect_event, disconnect_event, message_event
+from wsgate.core.events import (
+    ConnectionContext,
+    Event,
+    connect_event,
+    disconnect_event,
+    message_event,
+)
 from wsgate.core.handshake import HandshakeError, RequestHead, check_upgrade
 from wsgate.core.limits import (
     ABNORMAL_CLOSURE,
@@ -216,8 +222,8 @@ class Gateway:
         self._threads = ThreadPoolExecutor(handler_threads, thread_name_prefix="wsgate-handler")
         #: Tasks that open or close connections (`$connect`, `$disconnect`); stop() awaits them.
         self.connection_tasks: set[asyncio.Task[Any]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        #: Running invocations and when each must end; the sweeper enforces it.
+        #: Running invocations and when each must end; the sweeper enforces it. Also what
+        #: keeps message tasks alive (the loop only keeps weak references to tasks).
         self._deadlines: dict[asyncio.Task[Any], float] = {}
         self._timed_out: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -261,7 +267,7 @@ class Gateway:
         # Let $disconnect and in-flight messages finish (within a handler timeout), then
         # cancel what is left, so no task outlives the gateway.
         await asyncio.sleep(0)
-        pending: set[asyncio.Task[Any]] = self.connection_tasks | self._tasks
+        pending: set[asyncio.Task[Any]] = self.connection_tasks | self._deadlines.keys()
         if pending:
             _, pending = await asyncio.wait(pending, timeout=self.limits.handler_timeout + 1)
         for task in pending:
@@ -287,7 +293,9 @@ class Gateway:
     async def _sweep_once(self) -> None:
         now = time.monotonic()
         for task, deadline in list(self._deadlines.items()):
-            if now >= deadline and task not in self._timed_out:
+            if task.done():  # cancelled before it started: its own cleanup never ran
+                self._forget_task(task)
+            elif now >= deadline and task not in self._timed_out:
                 self._timed_out.add(task)
                 task.cancel()
         activity: dict[str, int] = {}
@@ -458,21 +466,19 @@ class Gateway:
         """Run `$connect`; answer a refusal; return (accepted, the subprotocol to answer)."""
         request_id = self._new_id()
         _, colon, port = info.domain_name.rpartition(":")
-        event = Event(
-            connect_event(
-                info,
-                headers=head.headers,
-                query=head.query,
-                gateway_headers={
-                    "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()}",
-                    "X-Forwarded-For": info.source_ip,
-                    "X-Forwarded-Port": port if colon and port.isdigit() else "80",
-                    "X-Forwarded-Proto": "http",
-                },
-                stage_variables=self.stage_variables,
-                request_id=request_id,
-                now_ms=_now_ms(),
-            )
+        event = connect_event(
+            info,
+            headers=head.headers,
+            query=head.query,
+            gateway_headers={
+                "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()}",
+                "X-Forwarded-For": info.source_ip,
+                "X-Forwarded-Port": port if colon and port.isdigit() else "80",
+                "X-Forwarded-Proto": "http",
+            },
+            stage_variables=self.stage_variables,
+            request_id=request_id,
+            now_ms=_now_ms(),
         )
         try:
             result = await self.invoke(route, event)
@@ -495,15 +501,13 @@ class Gateway:
         route = self.app.routes.get(DISCONNECT)
         if route is None:
             return
-        event = Event(
-            disconnect_event(
-                info,
-                status_code=close.code,
-                reason=close.reason,
-                stage_variables=self.stage_variables,
-                request_id=self._new_id(),
-                now_ms=_now_ms(),
-            )
+        event = disconnect_event(
+            info,
+            status_code=close.code,
+            reason=close.reason,
+            stage_variables=self.stage_variables,
+            request_id=self._new_id(),
+            now_ms=_now_ms(),
         )
         try:
             await self.invoke(route, event)
@@ -584,9 +588,8 @@ class Gateway:
         )
         if task.done():
             return  # finished without waiting (an eager task, Python 3.12+)
+        # The message's own `finally` forgets it (a done callback would cost a turn of the loop).
         self._deadlines[task] = time.monotonic() + self.limits.handler_timeout
-        self._tasks.add(task)  # the loop only keeps weak references to tasks
-        task.add_done_callback(self._task_done)
 
     def _message_done(self, conn: LiveConnection) -> None:
         conn.inflight -= 1
@@ -623,10 +626,10 @@ class Gateway:
         await self.store.remove_connection(info.connection_id)
         await self._run_disconnect(info, close)
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        self._deadlines.pop(task, None)
-        self._timed_out.discard(task)
+    def _forget_task(self, task: asyncio.Task[Any] | None) -> None:
+        if task is not None:
+            self._deadlines.pop(task, None)
+            self._timed_out.discard(task)
 
     async def _handle_message(
         self, conn: LiveConnection, route_key: str | None, body: str, parsed: Any, is_base64: bool
@@ -638,18 +641,16 @@ class Gateway:
                 self._reply(conn, error_frame(FORBIDDEN, info.connection_id, request_id))
                 return
             route = self.app.routes[route_key]
-            event = Event(
-                message_event(
-                    info,
-                    route_key=route_key,
-                    body=body,
-                    is_base64=is_base64,
-                    stage_variables=self.stage_variables,
-                    message_id=self._new_id(),
-                    request_id=request_id,
-                    now_ms=_now_ms(),
-                ),
-                parsed,
+            event = message_event(
+                info,
+                route_key=route_key,
+                body=body,
+                is_base64=is_base64,
+                stage_variables=self.stage_variables,
+                message_id=self._new_id(),
+                request_id=request_id,
+                now_ms=_now_ms(),
+                body_json=parsed,
             )
             context = self._lambda_context()
             # invoke()'s handling, inlined: one coroutine less per message. The deadline
@@ -683,6 +684,7 @@ class Gateway:
                 self._reply(conn, reply)
         finally:
             self._message_done(conn)
+            self._forget_task(asyncio.current_task(self._loop))
 
     def _reply(self, conn: LiveConnection, payload: str | bytes) -> None:
         """Send on the caller's own socket; a caller that left meanwhile is not an error."""
