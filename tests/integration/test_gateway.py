@@ -476,20 +476,52 @@ def test_binary_frames_accepted_base64_when_enabled() -> None:
 
 
 def test_oversized_message_closes_with_1009() -> None:
-    """A message over the 128 KB limit closes the connection with 1009; others carry on."""
+    """A message over the 128 KB limit closes the connection with 1009; others carry on.
+
+    Sent in 32 KB frames, since a bigger frame is refused on its own (next test)."""
     app = App()
     recorder = Recorder()
     app.on_disconnect(recorder)
     app.default(lambda event, context: connections.send(event.connection_id, "ok"))
+    frame = "x" * 32 * 1024
     with run_gateway(app) as server, ws_connect(server.url) as ws, ws_connect(server.url) as other:
-        ws.send("x" * 128 * 1024)  # exactly the limit is fine
+        ws.send(iter([frame] * 4))  # exactly the limit is fine
         assert recv(ws) == "ok"
-        ws.send("x" * (128 * 1024 + 1))
+        ws.send(iter([frame] * 4 + ["x"]))
         assert closed_code(ws) == 1009
         context = recorder.next("$disconnect")["requestContext"]
         assert context["disconnectStatusCode"] == 1009
         other.send("hi")
         assert recv(other) == "ok"
+
+
+def test_frame_over_32_kb_closes_with_1009() -> None:
+    """API Gateway's 32 KB frame quota: a browser's 33 KB message (one frame) is refused."""
+    app = App()
+    recorder = Recorder()
+    app.on_disconnect(recorder)
+    app.default(lambda event, context: connections.send(event.connection_id, "ok"))
+    with run_gateway(app) as server, ws_connect(server.url) as ws, ws_connect(server.url) as other:
+        ws.send("x" * 32 * 1024)  # exactly the quota is fine
+        assert recv(ws) == "ok"
+        ws.send("x" * (32 * 1024 + 1))
+        assert closed_code(ws) == 1009
+        context = recorder.next("$disconnect")["requestContext"]
+        assert context["disconnectStatusCode"] == 1009
+        other.send("hi")
+        assert recv(other) == "ok"
+
+
+def test_frame_limit_is_configurable() -> None:
+    """`Limits(max_frame_bytes=...)` lifts the quota, up to the message limit."""
+    app = App()
+    app.default(lambda event, context: connections.send(event.connection_id, "ok"))
+    limits = Limits(max_frame_bytes=128 * 1024)
+    with run_gateway(app, limits=limits) as server, ws_connect(server.url) as ws:
+        ws.send("x" * 128 * 1024)
+        assert recv(ws) == "ok"
+        ws.send("x" * (128 * 1024 + 1))  # a one-frame message is still held to its limit
+        assert closed_code(ws) == 1009
 
 
 def test_invalid_utf8_text_closes_with_1007() -> None:

@@ -18,9 +18,10 @@ from wsgate.core.limits import (
 
 
 def test_defaults_are_aws_quotas() -> None:
-    """Defaults: 128 KiB messages, 10 min idle, 2 h duration, 29 s integration timeout."""
+    """Defaults: 128 KiB messages, 32 KiB frames, 10 min idle, 2 h duration, 29 s timeout."""
     limits = Limits()
     assert limits.max_message_bytes == 128 * 1024 == 131072
+    assert limits.max_frame_bytes == 32 * 1024
     assert limits.idle_timeout == 600
     assert limits.max_connection_duration == 7200
     assert limits.handler_timeout == 29
@@ -47,6 +48,7 @@ def test_limits_are_keyword_only_and_frozen() -> None:
     [
         ("max_message_bytes", 0),
         ("max_message_bytes", -1),
+        ("max_frame_bytes", 0),
         ("max_concurrent_messages", 0),
         ("idle_timeout", 0),
         ("idle_timeout", -1.0),

@@ -67,6 +67,9 @@ class Limits:
 
     - `max_message_bytes`: 128 KB message payload; inbound beyond it closes with 1009,
       a management `PostToConnection` beyond it is answered 413.
+    - `max_frame_bytes`: 32 KB per inbound frame; beyond it closes with 1009, as API
+      Gateway does. Browsers send each message as one frame, so for them this is the
+      message limit; clients that fragment can send up to `max_message_bytes`.
     - `idle_timeout`: 10 minutes without a data message in either direction.
     - `max_connection_duration`: 2 hours, then the gateway closes the connection.
     - `handler_timeout`: 29 s integration timeout.
@@ -79,6 +82,7 @@ class Limits:
     """
 
     max_message_bytes: int = 128 * 1024
+    max_frame_bytes: int = 32 * 1024
     idle_timeout: float = 600.0
     max_connection_duration: float = 7200.0
     handler_timeout: float = 29.0
@@ -86,7 +90,12 @@ class Limits:
     max_send_buffer_bytes: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("max_message_bytes", "max_concurrent_messages", "max_send_buffer_bytes"):
+        for name in (
+            "max_message_bytes",
+            "max_frame_bytes",
+            "max_concurrent_messages",
+            "max_send_buffer_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("idle_timeout", "max_connection_duration", "handler_timeout"):

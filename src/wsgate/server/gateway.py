@@ -439,7 +439,8 @@ class Gateway:
                 head,
                 rest,
                 conn,
-                max_frame_bytes=self.limits.max_message_bytes,
+                # A frame is never more than a message: one frame may be a whole message.
+                max_frame_bytes=min(self.limits.max_frame_bytes, self.limits.max_message_bytes),
                 subprotocol=subprotocol,
             )
         if conn.transport is None:  # the client left during `$connect`
