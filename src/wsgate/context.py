@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 _log = logging.getLogger("wsgate.handler")
 
@@ -19,16 +20,26 @@ class CognitoIdentity:
 _NO_IDENTITY = CognitoIdentity()
 
 
+class ContextSettings(TypedDict, total=False):
+    """What a `LambdaContext` may be given besides its function name and deadline."""
+
+    memory_limit_in_mb: str
+    function_version: str
+    region: str
+    account_id: str
+    identity: CognitoIdentity
+
+
 class LambdaContext:
     """What a Python Lambda handler reads from `context`, with the same names and types.
 
     `memory_limit_in_mb` is a string, as in the Python runtime. The deadline is the
     gateway's handler timeout, so `get_remaining_time_in_millis()` counts down to it.
-    One is made per invocation, so what never varies lives on the class: two attributes
-    to set instead of eleven.
+    One is made per invocation, so the settings that rarely vary are class attributes,
+    which a context given other `settings` (a test's, say) shadows with its own.
     """
 
-    __slots__ = ("_request_id", "deadline", "function_name")
+    __slots__ = ("__dict__", "_request_id", "deadline", "function_name")
 
     memory_limit_in_mb = "128"
     function_version = "$LATEST"
@@ -38,10 +49,21 @@ class LambdaContext:
     client_context = None
     tenant_id = None
 
-    def __init__(self, function_name: str, deadline: float) -> None:
+    def __init__(
+        self, function_name: str, deadline: float, **settings: Unpack[ContextSettings]
+    ) -> None:
         self.function_name = function_name
         self.deadline = deadline  # a time.monotonic() value
         self._request_id: str | None = None
+        if settings:
+            self.__dict__.update(settings)
+
+    def __repr__(self) -> str:
+        return (
+            f"LambdaContext(function_name={self.function_name!r},"
+            f" function_version={self.function_version!r},"
+            f" aws_request_id={self.aws_request_id!r})"
+        )
 
     @property
     def aws_request_id(self) -> str:

@@ -512,15 +512,15 @@ def test_frame_over_32_kb_closes_with_1009() -> None:
         assert recv(other) == "ok"
 
 
-def test_frame_limit_is_configurable() -> None:
-    """`Limits(max_frame_bytes=...)` lifts the quota, up to the message limit."""
+def test_frame_limit_is_configurable_and_never_above_the_message_limit() -> None:
+    """`Limits(max_frame_bytes=...)` lifts the quota; a one-frame message still obeys its own."""
     app = App()
     app.default(lambda event, context: connections.send(event.connection_id, "ok"))
-    limits = Limits(max_frame_bytes=128 * 1024)
+    limits = Limits(max_frame_bytes=256 * 1024)  # above the 128 KB message limit
     with run_gateway(app, limits=limits) as server, ws_connect(server.url) as ws:
         ws.send("x" * 128 * 1024)
         assert recv(ws) == "ok"
-        ws.send("x" * (128 * 1024 + 1))  # a one-frame message is still held to its limit
+        ws.send("x" * (128 * 1024 + 1))
         assert closed_code(ws) == 1009
 
 

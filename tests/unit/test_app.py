@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import functools
+import pickle
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 
 from wsgate import App, ConfigError, Event, Route
 from wsgate.core.events import ConnectionContext, disconnect_event, message_event
+from wsgate.core.routing import NOT_JSON, parse_body
 
 HANDLERS_SOURCE = """
 def connect(event, context):
@@ -285,8 +288,9 @@ def make_message_event(body: str, parsed: Any = None) -> Event:
         message_id="m",
         request_id="r",
         now_ms=1000,
+        body_json=NOT_JSON if parsed is None else parsed,
     )
-    return Event.parsed(data, parsed) if parsed is not None else Event(data)
+    return data
 
 
 def test_event_is_a_dict_with_shortcuts() -> None:
@@ -320,6 +324,27 @@ def test_event_json_uses_the_gateway_parse() -> None:
     parsed = {"already": "parsed"}
     event = make_message_event('{"action": "join"}', parsed)
     assert event.json is parsed
+
+
+@pytest.mark.parametrize(
+    "duplicate", [copy.copy, copy.deepcopy, lambda e: pickle.loads(pickle.dumps(e))]
+)
+def test_event_copies_keep_what_json_knows(duplicate: Callable[[Event], Event]) -> None:
+    """A copied or pickled event (a test fixture, a queue) answers `json` as the original."""
+    not_json = make_message_event("not json", NOT_JSON)
+    with pytest.raises(ValueError):
+        _ = duplicate(not_json).json
+    parsed = make_message_event('{"action": "join"}', parse_body('{"action": "join"}'))
+    assert duplicate(parsed).json == {"action": "join"}
+    assert duplicate(parsed) == parsed
+
+
+def test_event_parsed_wraps_any_event_dict() -> None:
+    """`Event.parsed` is how a front end hands over the body it already parsed."""
+    raw = {"requestContext": {"routeKey": "$default", "connectionId": "c"}, "body": "[1]"}
+    event = Event.parsed(raw, [1])
+    assert event == raw and event is not raw and event.json == [1]
+    assert Event(raw).json == [1]  # any event dict works; the body is parsed on first use
 
 
 def test_event_json_on_disconnect_raises() -> None:

@@ -49,6 +49,7 @@ def test_limits_are_keyword_only_and_frozen() -> None:
         ("max_message_bytes", 0),
         ("max_message_bytes", -1),
         ("max_frame_bytes", 0),
+        ("max_frame_bytes", 124),  # a close frame with a reason, or a ping, must fit
         ("max_concurrent_messages", 0),
         ("idle_timeout", 0),
         ("idle_timeout", -1.0),

@@ -203,6 +203,8 @@ def test_parse_body() -> None:
     [
         (' \t{"action": "join"}\r\n', {"action": "join"}),
         ("42 ", 42),
+        ('{"a": [1, 2]}\n\t ', {"a": [1, 2]}),
+        ("[1] 2", NOT_JSON),
         ("\n[1]", [1]),
         ('{"a": 1} {"a": 2}', NOT_JSON),  # two values are not one message
         ('{"a": 1} x', NOT_JSON),

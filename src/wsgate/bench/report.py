@@ -34,7 +34,7 @@ class Target:
     worst: bool = False  # compare the worst run, not the median (for "loses nothing")
     server: str = "wsgate"  # whose figure is compared with the reference
     #: The fastest raw server: its own ratio over the reference shows whether the bound can
-    #: be reached on this machine at all.
+    #: be reached on this machine at all (for ">=" and "<=" targets).
     ceiling: str | None = None
 
 
@@ -134,11 +134,10 @@ def evaluate(results: Results) -> list[dict[str, Any]]:
                 value = None
             else:
                 value = value / ref_value
-                ceiling_value = _figure(
-                    results.row(target.scenario, target.ceiling or ""), target.figure
-                )
-                if ceiling_value is not None:
-                    entry["ceiling_value"] = ceiling_value / ref_value
+                if target.ceiling is not None:
+                    ceiling = _figure(results.row(target.scenario, target.ceiling), target.figure)
+                    if ceiling is not None:
+                        entry["ceiling_value"] = ceiling / ref_value
         met = None
         if value is not None and target.op != "info":
             met = {
@@ -254,6 +253,7 @@ def targets_text(evaluated: list[dict[str, Any]]) -> str:
         line = f"  {entry['name']}: {shown}  target {entry['op']} {entry['bound']:g}  {verdict}"
         ceiling = entry.get("ceiling_value")
         if ceiling is not None and not entry["met"]:
+            # Ceilings are set on ">=" and "<=" targets only.
             beyond = ceiling < entry["bound"] if entry["op"] == ">=" else ceiling > entry["bound"]
             line += f"  (raw {entry['ceiling']}: {ceiling:,.2f}"
             line += ", so no server reaches the bound here)" if beyond else ")"

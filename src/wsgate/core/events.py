@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from wsgate.core.routing import CONNECT, DISCONNECT, NOT_JSON
 
@@ -86,7 +86,7 @@ class Event(dict[str, Any]):
     _json: Any
 
     @classmethod
-    def parsed(cls, data: Mapping[str, Any], body_json: Any) -> Event:
+    def parsed(cls, data: Mapping[str, Any], body_json: Any) -> Self:
         """`data` as an Event whose body is already parsed (`NOT_JSON`: it is not JSON)."""
         event = cls(data)
         event._json = body_json

@@ -58,6 +58,10 @@ SHUTDOWN = Close(CloseCode.GOING_AWAY, "Going away")
 ABNORMAL_CLOSURE = Close(CloseCode.ABNORMAL, "")
 
 
+#: RFC 6455: a control frame's payload is at most 125 bytes; every frame limit allows one.
+CONTROL_FRAME_BYTES = 125
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
     """How much a connection may do before the gateway closes it.
@@ -92,12 +96,16 @@ class Limits:
     def __post_init__(self) -> None:
         for name in (
             "max_message_bytes",
-            "max_frame_bytes",
             "max_concurrent_messages",
             "max_send_buffer_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_frame_bytes < CONTROL_FRAME_BYTES:
+            raise ValueError(
+                f"max_frame_bytes must be at least {CONTROL_FRAME_BYTES} (the largest control"
+                f" frame: close, ping, pong), got {self.max_frame_bytes}"
+            )
         for name in ("idle_timeout", "max_connection_duration", "handler_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

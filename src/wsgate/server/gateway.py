@@ -351,8 +351,7 @@ class Gateway:
             self._log_failure(route, event, context)
             raise HandlerFailed from exc
         finally:
-            if task is not None:
-                self._deadlines.pop(task, None)
+            self._forget_task(task)
 
     def _lambda_context(self) -> LambdaContext:
         deadline = time.monotonic() + self.limits.handler_timeout
