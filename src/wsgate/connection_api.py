@@ -51,9 +51,13 @@ class ConnectionsAPI(Protocol):
 
     `send` may return a future that is already done (the local gateway writes at once,
     without a task, on the hot path of every echo); the others are coroutines.
+    `send_from_thread` is `send` for a sync handler's thread without the round trip to
+    the loop and back: True if the message was framed and handed to the loop for an open
+    connection; False if the caller must take the waiting path (`send` on the loop).
     """
 
     def send(self, connection_id: str, data: Data) -> Awaitable[None]: ...
+    def send_from_thread(self, connection_id: str, data: Data) -> bool: ...
     async def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> int: ...
     async def subscribe(self, connection_id: str, topic: str) -> None: ...
     async def unsubscribe(self, connection_id: str, topic: str) -> bool: ...
@@ -139,9 +143,12 @@ class Connections:
     def send(self, connection_id: str, data: Data) -> Any:
         """Send one message to a connection. Raises GoneError if it is not open."""
         binding = current.get(None) or _fallback
-        if binding is not None and threading.get_ident() == binding.thread:
-            # `_call`'s first case, without its lambda: every echo comes this way.
-            return _started(binding, binding.api.send(connection_id, data))
+        if binding is not None:
+            if threading.get_ident() == binding.thread:
+                # `_call`'s first case, without its lambda: every echo comes this way.
+                return _started(binding, binding.api.send(connection_id, data))
+            if binding.api.send_from_thread(connection_id, data):
+                return None  # what the waiting path returns, without its two thread hops
         return self._call(lambda api: api.send(connection_id, data))
 
     def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> Any:

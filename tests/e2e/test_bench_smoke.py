@@ -20,7 +20,7 @@ from tests.conftest import TIMEOUT_FACTOR
 pytestmark = pytest.mark.slow
 
 SCENARIOS = ("echo", "fanout", "connect", "memory")
-SERVERS = ("wsgate", "wsgate-2w", "websockets")
+SERVERS = ("wsgate", "wsgate-2w", "wsgate-sync", "websockets")
 KEY_FIGURES = {
     "echo": ("messages_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_message", "client_cpu_s"),
     "fanout": ("deliveries_per_s", "lost", "p50_ms", "p99_ms", "client_cpu_s"),

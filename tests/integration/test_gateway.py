@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import TIMEOUT, recv, run_gateway, ws_connect
-from wsgate import App, GoneError, Limits, connections
+from wsgate import App, GoneError, Limits, PayloadTooLargeError, connections
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{15}=$")
 
@@ -352,6 +352,56 @@ def test_sync_handler_uses_connections_api_blocking() -> None:
         connection_id = recorder.next()["requestContext"]["connectionId"]
         ws.send("x")
         assert json.loads(recv(ws)) == [connection_id, "127.0.0.1"]
+
+
+def test_sync_handler_sends_arrive_in_order_before_its_response() -> None:
+    """A sync handler's sends are written in call order, and before its route response."""
+    app = App()
+
+    @app.route("count", return_response=True)
+    def count(event, context):
+        for n in range(5):
+            connections.send(event.connection_id, f"send {n}")
+        return {"body": "response"}
+
+    with run_gateway(app) as server, ws_connect(server.url) as ws:
+        for _ in range(3):
+            ws.send(json.dumps({"action": "count"}))
+            assert [recv(ws) for _ in range(6)] == [f"send {n}" for n in range(5)] + ["response"]
+
+
+def test_sync_handler_send_errors_reach_the_handler() -> None:
+    """From a sync handler: an unknown or closed connection raises GoneError, data over
+    128 KB PayloadTooLargeError; the handler can catch both and carry on."""
+    app = App()
+    recorder = Recorder()
+    app.on_connect(recorder)
+    app.on_disconnect(recorder)
+
+    @app.route("try", return_response=True)
+    def attempt(event, context):
+        outcomes = []
+        for target, data in [
+            (event.json["to"], "hello"),
+            ("AAAAAAAAAAAAAAA=", "hello"),
+            (event.connection_id, "x" * (128 * 1024 + 1)),
+        ]:
+            try:
+                connections.send(target, data)
+                outcomes.append("sent")
+            except GoneError:
+                outcomes.append("gone")
+            except PayloadTooLargeError:
+                outcomes.append("too large")
+        return {"body": json.dumps(outcomes)}
+
+    with run_gateway(app) as server, ws_connect(server.url) as ws:
+        recorder.next("$connect")
+        with ws_connect(server.url):
+            leaving_id = recorder.next("$connect")["requestContext"]["connectionId"]
+        recorder.next("$disconnect")  # the gateway has seen it go
+        ws.send(json.dumps({"action": "try", "to": leaving_id}))
+        assert json.loads(recv(ws)) == ["gone", "gone", "too large"]
 
 
 def test_lambda_context_counts_down_to_the_handler_timeout() -> None:

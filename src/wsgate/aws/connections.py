@@ -89,6 +89,10 @@ class ManagementConnections(StoreBackedConnections):
             await self.store.remove_connection(connection_id)
         return GoneError(connection_id)
 
+    def send_from_thread(self, connection_id: str, data: Data) -> bool:
+        """Every send is an HTTP call here: the waiting path it is."""
+        return False
+
     async def send(self, connection_id: str, data: Data) -> None:
         _, raw = outbound_frame(data, MAX_MESSAGE_BYTES)
         try:

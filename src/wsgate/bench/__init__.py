@@ -12,6 +12,6 @@ See docs/benchmarks.md for the method and the figures.
 from __future__ import annotations
 
 SCENARIOS = ("echo", "fanout", "connect", "memory")
-SERVERS = ("wsgate", "wsgate-2w", "websockets", "picows", "serverless-offline")
+SERVERS = ("wsgate", "wsgate-2w", "wsgate-sync", "websockets", "picows", "serverless-offline")
 
 __all__ = ["SCENARIOS", "SERVERS"]

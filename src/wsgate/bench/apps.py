@@ -1,9 +1,12 @@
-"""The app wsgate serves in the benchmark: `wsgate serve wsgate.bench.apps:app`.
+"""The apps wsgate serves in the benchmark: `wsgate serve wsgate.bench.apps:app`.
 
-It does what the reference servers do, through the gateway's normal paths: `$connect`
+They do what the reference servers do, through the gateway's normal paths: `$connect`
 accepts (the gateway writes the connection record to the store itself), `echo` answers
 the caller with `connections.send`, `subscribe` keeps the subscription in the store and
 acknowledges, `publish` fans the unchanged body out to the topic's subscribers.
+
+`app` has async handlers; `sync_app` the same handlers written as plain Lambda functions
+(`def handler(event, context)`, as the seeds' apps are), which run on worker threads.
 """
 
 from __future__ import annotations
@@ -41,3 +44,27 @@ async def subscribe(event: Event, context: LambdaContext) -> None:
 async def publish(event: Event, context: LambdaContext) -> None:
     """Fan the unchanged body out (it carries the send timestamp the client measures by)."""
     await connections.publish(event.json["topic"], event["body"], exclude=[event.connection_id])
+
+
+sync_app = App(route_selection="$request.body.action", name="wsgate-bench-sync")
+
+
+@sync_app.on_connect
+def connect_sync(event: Event, context: LambdaContext) -> dict[str, Any]:
+    return {"statusCode": 200}
+
+
+@sync_app.route("echo")
+def echo_sync(event: Event, context: LambdaContext) -> None:
+    connections.send(event.connection_id, event["body"])
+
+
+@sync_app.route("subscribe")
+def subscribe_sync(event: Event, context: LambdaContext) -> None:
+    connections.subscribe(event.connection_id, event.json["topic"])
+    connections.send(event.connection_id, SUBSCRIBED)
+
+
+@sync_app.route("publish")
+def publish_sync(event: Event, context: LambdaContext) -> None:
+    connections.publish(event.json["topic"], event["body"], exclude=[event.connection_id])

@@ -87,6 +87,15 @@ TARGETS = (
         ceiling="picows",
     ),
     Target(
+        "sync handlers: echo server CPU per message, wsgate-sync / picows",
+        "echo",
+        "server_cpu_us_per_message",
+        "picows",
+        "info",
+        0,
+        server="wsgate-sync",
+    ),
+    Target(
         "workers: echo messages/s, 2 workers / 1 (wsgate-2w / wsgate)",
         "echo",
         "messages_per_s",

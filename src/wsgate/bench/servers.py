@@ -8,10 +8,17 @@ from pathlib import Path
 from wsgate.bench import node, optional
 from wsgate.bench.procs import ServerProcess, free_port
 
+#: The wsgate servers and the app each serves (`wsgate-2w`: `--workers 2`).
+WSGATE_APPS = {
+    "wsgate": "wsgate.bench.apps:app",
+    "wsgate-2w": "wsgate.bench.apps:app",
+    "wsgate-sync": "wsgate.bench.apps:sync_app",
+}
+
 
 def unavailable_reason(name: str, workdir: Path) -> str | None:
     """Why `name` cannot run here, or None if it can (installs serverless on first use)."""
-    if name in ("wsgate", "wsgate-2w"):
+    if name in WSGATE_APPS:
         return None
     if name == "websockets":
         if optional.load("websockets") is None:
@@ -35,7 +42,7 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
     port = free_port()
     log = workdir / f"{name}-{tag}.log"
     python = [sys.executable, "-m"]
-    if name in ("wsgate", "wsgate-2w"):
+    if name in WSGATE_APPS:
         store = workdir / f"{name}-{tag}.db"
         for stale in workdir.glob(f"{name}-{tag}.*"):
             if stale.suffix != ".log":
@@ -47,7 +54,7 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
                 *python,
                 "wsgate",
                 "serve",
-                "wsgate.bench.apps:app",
+                WSGATE_APPS[name],
                 "--port",
                 str(port),
                 "--store",

@@ -786,6 +786,21 @@ class Gateway:
         assert self._sent is not None
         return self._sent
 
+    def send_from_thread(self, connection_id: str, data: Data) -> bool:
+        """A sync handler's send: framed on its thread, written by the loop, not awaited.
+
+        The connection must be open here now; if it closes before the loop writes, the
+        message is dropped, as a `PostToConnection` answered 200 just before a close is on
+        AWS. Anything else (a connection on another worker, or gone: 410) takes `send`.
+        """
+        conn = self.live.get(connection_id)  # one dict read: safe from another thread
+        if conn is None or not conn.is_open:
+            return False
+        is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._write, conn, TEXT if is_text else BINARY, frame)
+        return True
+
     def _failed(self, exc: Exception) -> asyncio.Future[None]:
         assert self._loop is not None
         failed = self._loop.create_future()
