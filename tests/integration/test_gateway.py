@@ -279,6 +279,40 @@ def test_handler_timeout_sends_endpoint_request_timed_out() -> None:
         assert json.loads(recv(ws))["message"] == "Endpoint request timed out"
 
 
+def test_sync_handler_timeout_and_error_answer_the_caller_and_the_thread_runs_on() -> None:
+    """A sync handler past the timeout gets the timeout frame, one that raises the error
+    frame; the timed-out one still finishes on its thread (as a Lambda would), unheard."""
+    app = App()
+    finished = threading.Event()
+
+    @app.route("slow")
+    def slow(event, context):
+        time.sleep(0.5)
+        connections.send(event.connection_id, "late")  # the connection is still open
+        finished.set()
+
+    @app.route("fail")
+    def fail(event, context):
+        raise RuntimeError("boom")
+
+    @app.route("ping", return_response=True)
+    def ping(event, context):
+        return {"body": "pong"}
+
+    with (
+        run_gateway(app, limits=Limits(handler_timeout=0.2)) as server,
+        ws_connect(server.url) as ws,
+    ):
+        ws.send(json.dumps({"action": "slow"}))
+        assert json.loads(recv(ws))["message"] == "Endpoint request timed out"
+        assert finished.wait(TIMEOUT)
+        assert recv(ws) == "late"
+        ws.send(json.dumps({"action": "fail"}))
+        assert json.loads(recv(ws))["message"] == "Internal server error"
+        ws.send(json.dumps({"action": "ping"}))
+        assert recv(ws) == "pong"
+
+
 def test_route_response_only_on_two_way_routes() -> None:
     """A route's return value reaches the caller only when the route returns responses."""
     app = App()
