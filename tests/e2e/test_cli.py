@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import TIMEOUT, recv, ws_connect
 
@@ -212,6 +213,29 @@ def test_serve_without_target_serves_the_demo(tmp_path: Path) -> None:
 
 
 # -- errors ----------------------------------------------------------------------------
+
+
+def test_serve_frame_and_message_limits(tmp_path: Path) -> None:
+    """The 32 KB frame quota holds by default; `--max-frame-bytes` lifts it for local work."""
+    body = "x" * 40_000  # one frame, as a browser sends it
+    port = free_port()
+    with wsgate_serve(cwd=tmp_path, port=port):
+        with ws_connect(f"ws://127.0.0.1:{port}/dev") as ws:
+            ws.send(body)
+            with pytest.raises(ConnectionClosed) as closed:
+                recv(ws)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    port = free_port()
+    with wsgate_serve("--max-frame-bytes", "131072", cwd=tmp_path, port=port):
+        with ws_connect(f"ws://127.0.0.1:{port}/dev") as ws:
+            ws.send(body)
+            assert recv(ws) == body
+
+
+def test_serve_rejects_a_frame_limit_below_a_control_frame(tmp_path: Path) -> None:
+    """A limit that would refuse close frames and pings is a clean error, not a broken server."""
+    result = run_wsgate("serve", "--max-frame-bytes", "100", "--port", str(free_port()))
+    assert_clean_error(result, "max_frame_bytes must be at least 125", "got 100")
 
 
 def test_serve_missing_file_is_a_clean_error(tmp_path: Path) -> None:

@@ -49,6 +49,18 @@ def _load(target: str | None) -> App:
     "--handler-timeout", default=29.0, show_default=True, help="Seconds a handler may run."
 )
 @click.option(
+    "--max-message-bytes",
+    default=128 * 1024,
+    show_default=True,
+    help="Largest message, in and out (API Gateway's 128 KB).",
+)
+@click.option(
+    "--max-frame-bytes",
+    default=32 * 1024,
+    show_default=True,
+    help="Largest inbound frame (API Gateway's 32 KB; a browser sends a message as one frame).",
+)
+@click.option(
     "--allow-remote-management",
     is_flag=True,
     help="Answer @connections requests from other hosts too (default: loopback only).",
@@ -92,6 +104,8 @@ def serve(
     idle_timeout: float,
     max_duration: float,
     handler_timeout: float,
+    max_message_bytes: int,
+    max_frame_bytes: int,
     allow_remote_management: bool,
     lambda_mode: bool,
     dynamodb_endpoint: str | None,
@@ -149,6 +163,8 @@ def serve(
             idle_timeout=idle_timeout,
             max_connection_duration=max_duration,
             handler_timeout=handler_timeout,
+            max_message_bytes=max_message_bytes,
+            max_frame_bytes=max_frame_bytes,
         )
     except (WsgateError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
