@@ -128,11 +128,7 @@ class Connections:
         # asyncio.get_running_loop() would cost a getpid() system call on Python 3.11.
         if threading.get_ident() == binding.thread:
             return _started(binding, operation(binding.api))
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
+        if _on_a_foreign_loop():
             raise WsgateError("wsgate.connections was called from a foreign event loop")
 
         async def on_the_loop() -> Any:
@@ -147,7 +143,7 @@ class Connections:
             if threading.get_ident() == binding.thread:
                 # `_call`'s first case, without its lambda: every echo comes this way.
                 return _started(binding, binding.api.send(connection_id, data))
-            if binding.api.send_from_thread(connection_id, data):
+            if not _on_a_foreign_loop() and binding.api.send_from_thread(connection_id, data):
                 return None  # what the waiting path returns, without its two thread hops
         return self._call(lambda api: api.send(connection_id, data))
 
@@ -174,6 +170,15 @@ class Connections:
     def disconnect(self, connection_id: str) -> Any:
         """Close a connection with 1000, as `DeleteConnection` does. GoneError if not open."""
         return self._call(lambda api: api.disconnect(connection_id))
+
+
+def _on_a_foreign_loop() -> bool:
+    """Whether this thread (not the gateway's) runs an event loop of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _started(binding: Binding, result: Awaitable[Any]) -> asyncio.Future[Any]:

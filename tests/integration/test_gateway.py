@@ -20,7 +20,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import TIMEOUT, recv, run_gateway, ws_connect
-from wsgate import App, GoneError, Limits, PayloadTooLargeError, connections
+from wsgate import App, GoneError, Limits, PayloadTooLargeError, WsgateError, connections
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{15}=$")
 
@@ -436,6 +436,27 @@ def test_sync_handler_send_errors_reach_the_handler() -> None:
         recorder.next("$disconnect")  # the gateway has seen it go
         ws.send(json.dumps({"action": "try", "to": leaving_id}))
         assert json.loads(recv(ws)) == ["gone", "gone", "too large"]
+
+
+def test_connections_from_a_foreign_event_loop_is_a_clear_error() -> None:
+    """A sync handler that runs an event loop of its own and calls `connections` there
+    gets WsgateError saying so (it would otherwise block that loop), for `send` too."""
+    app = App()
+
+    @app.route("nested", return_response=True)
+    def nested(event, context):
+        async def inner() -> str:
+            try:
+                connections.send(event.connection_id, "from a foreign loop")
+            except WsgateError as exc:
+                return str(exc)
+            return "sent"
+
+        return {"body": asyncio.run(inner())}
+
+    with run_gateway(app) as server, ws_connect(server.url) as ws:
+        ws.send(json.dumps({"action": "nested"}))
+        assert recv(ws) == "wsgate.connections was called from a foreign event loop"
 
 
 def test_lambda_context_counts_down_to_the_handler_timeout() -> None:
