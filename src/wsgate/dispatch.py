@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any
 
 from wsgate import connection_api
@@ -38,8 +38,18 @@ def call_handler(
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Any] = loop.create_future()
     run = contextvars.copy_context().run
-    executor.submit(_run_on_thread, loop, done, run, route.handler, event, context)
+    work = executor.submit(_run_on_thread, loop, done, run, route.handler, event, context)
+    # An executor shut down with `cancel_futures` never runs queued calls: their callers
+    # are told, not left waiting.
+    work.add_done_callback(lambda work: _cancel_if_dropped(work, loop, done))
     return done
+
+
+def _cancel_if_dropped(
+    work: Future[None], loop: asyncio.AbstractEventLoop, done: asyncio.Future[Any]
+) -> None:
+    if work.cancelled() and not loop.is_closed():
+        loop.call_soon_threadsafe(done.cancel)
 
 
 def _run_on_thread(
@@ -53,11 +63,18 @@ def _run_on_thread(
     """A sync handler's call, on a worker thread; the outcome goes back in one hop.
 
     Not `run_in_executor`: its two chained futures cost a sixth of a sync echo. As there,
-    a call whose invocation timed out meanwhile runs to its end (as a Lambda function
-    does after API Gateway gave up on it) and its outcome is dropped.
+    a call whose invocation timed out before it started never starts, and one that was
+    running goes on to its end (as a Lambda function does after API Gateway gave up on
+    it) with its outcome dropped.
     """
+    if done.cancelled():  # a plain read: the loop only ever makes it True
+        return
     try:
         result = run(handler, event, context)
+    except StopIteration as exc:  # a future cannot hold one (PEP 479 turns it into this)
+        error = RuntimeError("handler raised StopIteration")
+        error.__cause__ = exc
+        loop.call_soon_threadsafe(_settle, done, None, error)
     except BaseException as exc:  # handed to the awaiting task, as is
         loop.call_soon_threadsafe(_settle, done, None, exc)
     else:

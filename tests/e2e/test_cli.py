@@ -216,7 +216,8 @@ def test_serve_without_target_serves_the_demo(tmp_path: Path) -> None:
 
 
 def test_serve_frame_and_message_limits(tmp_path: Path) -> None:
-    """The 32 KB frame quota holds by default; `--max-frame-bytes` lifts it for local work."""
+    """The 32 KB frame quota holds by default; `--max-frame-bytes` lifts it for local work;
+    `--max-message-bytes` sets the message limit."""
     body = "x" * 40_000  # one frame, as a browser sends it
     port = free_port()
     with wsgate_serve(cwd=tmp_path, port=port):
@@ -230,6 +231,15 @@ def test_serve_frame_and_message_limits(tmp_path: Path) -> None:
         with ws_connect(f"ws://127.0.0.1:{port}/dev") as ws:
             ws.send(body)
             assert recv(ws) == body
+    port = free_port()
+    with wsgate_serve("--max-message-bytes", "1000", cwd=tmp_path, port=port):
+        with ws_connect(f"ws://127.0.0.1:{port}/dev") as ws:
+            ws.send("y" * 1000)
+            assert recv(ws) == "y" * 1000
+            ws.send("y" * 1001)
+            with pytest.raises(ConnectionClosed) as closed:
+                recv(ws)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
 def test_serve_rejects_a_frame_limit_below_a_control_frame(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -278,8 +279,8 @@ def test_a_store_failure_refuses_that_connection_with_500_and_serves_the_next() 
 
 
 def test_a_client_that_stops_reading_is_dropped_and_the_rest_served() -> None:
-    """Sends pile up for a client that never reads; past the buffer limit it is dropped
-    (with `$disconnect`), instead of growing the server's memory without bound."""
+    """Sends to a client that never reads wait for it (back-pressure); past `max_send_wait`
+    it is dropped (with `$disconnect`), instead of holding senders and memory for ever."""
     app, opened, disconnects = recording_app("flood")
 
     @app.route("flood")
@@ -293,7 +294,7 @@ def test_a_client_that_stops_reading_is_dropped_and_the_rest_served() -> None:
                 break
         await connections.send(event["requestContext"]["connectionId"], f"sent {delivered}")
 
-    limits = Limits(max_send_buffer_bytes=1024 * 1024)
+    limits = Limits(max_send_buffer_bytes=1024 * 1024, max_send_wait=0.5)
     with run_gateway(app, limits=limits) as server, raw(server) as stalled:
         stalled.sendall(upgrade_request())
         assert read_head(stalled)[0] == 101  # and never reads again
@@ -309,6 +310,35 @@ def test_a_client_that_stops_reading_is_dropped_and_the_rest_served() -> None:
             assert "not reading" in str(disconnects[0]["disconnectReason"])
             ws.send(json.dumps({"action": "flood"}))  # the flooder itself is fine
             assert recv(ws) == "sent 0"
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_a_burst_bigger_than_the_send_buffer_reaches_a_reading_client(kind: str) -> None:
+    """A handler that sends faster than the network carries waits for the client to read
+    (back-pressure), so a client that reads gets it all, in order, and is never dropped."""
+    app, opened, disconnects = recording_app("burst")
+    count, size = 300, 20_000  # 6 MB: past the 1 MiB send buffer limit below
+
+    if kind == "async":
+
+        @app.route("burst")
+        async def burst(event: Any, context: object) -> None:
+            for n in range(count):
+                await connections.send(event.connection_id, f"{n:05d}" + "x" * size)
+
+    else:
+
+        @app.route("burst")
+        def burst_sync(event: Any, context: object) -> None:
+            for n in range(count):
+                connections.send(event.connection_id, f"{n:05d}" + "x" * size)
+
+    limits = Limits(max_send_buffer_bytes=1024 * 1024)
+    with run_gateway(app, limits=limits) as server, ws_connect(server.url) as ws:
+        ws.send(json.dumps({"action": "burst"}))
+        got = [str(recv(ws))[:5] for _ in range(count)]
+        assert got == [f"{n:05d}" for n in range(count)]
+        assert not disconnects
 
 
 def test_a_client_that_vanishes_is_forgotten_and_disconnect_runs() -> None:

@@ -82,7 +82,10 @@ class Limits:
       finishes, so a flooding client slows itself down instead of growing memory.
     - `max_send_buffer_bytes`: not an AWS quota. How much sent data may wait for a client
       that does not read; past it the gateway drops the connection (`SLOW_CONSUMER`)
-      rather than let one stalled client take the server's memory.
+      rather than let one stalled client take the server's memory. Fan-outs meet it.
+    - `max_send_wait`: not an AWS quota. A `send` to a client whose buffer is full waits
+      for it to read (back-pressure: a fast handler cannot outrun a reading client); a
+      client that does not catch up within this many seconds is dropped (`SLOW_CONSUMER`).
     """
 
     max_message_bytes: int = 128 * 1024
@@ -92,6 +95,7 @@ class Limits:
     handler_timeout: float = 29.0
     max_concurrent_messages: int = 32
     max_send_buffer_bytes: int = 4 * 1024 * 1024
+    max_send_wait: float = 10.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -106,7 +110,7 @@ class Limits:
                 f"max_frame_bytes must be at least {CONTROL_FRAME_BYTES} (the largest control"
                 f" frame: close, ping, pong), got {self.max_frame_bytes}"
             )
-        for name in ("idle_timeout", "max_connection_duration", "handler_timeout"):
+        for name in ("idle_timeout", "max_connection_duration", "handler_timeout", "max_send_wait"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 

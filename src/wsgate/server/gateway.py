@@ -20,6 +20,7 @@ import logging
 import os
 import struct
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +96,11 @@ CLOSE = WSMsgType.CLOSE
 #: How long the gateway waits for the client's close frame after sending its own.
 CLOSE_TIMEOUT = 2.0
 
+#: How many bytes a sync handler's thread may queue for the loop to write between two
+#: sends that wait for the loop (see `Gateway.send_from_thread`).
+FAST_SEND_WINDOW = 256 * 1024
+_thread_sends = threading.local()
+
 
 class LiveConnection(WSListener):
     """An open socket and what the gateway tracks about it; picows calls it per frame."""
@@ -104,6 +110,8 @@ class LiveConnection(WSListener):
         "close",
         "close_timer",
         "connected_mono",
+        "drain_timer",
+        "drained",
         "fragment_size",
         "fragment_type",
         "fragments",
@@ -136,6 +144,10 @@ class LiveConnection(WSListener):
         self.paused = False
         #: The transport's write buffer is over its high-water mark.
         self.backed_up = False
+        #: What `send`s wait on while backed up (done when the client catches up), and the
+        #: timer that drops a client that does not (`Limits.max_send_wait`).
+        self.drained: asyncio.Future[None] | None = None
+        self.drain_timer: asyncio.TimerHandle | None = None
         self.fragments: list[bytes] | None = None
         self.fragment_type = TEXT
         self.fragment_size = 0
@@ -169,13 +181,22 @@ class LiveConnection(WSListener):
         self.gateway._disconnected(self, transport)
 
     def pause_writing(self) -> None:
-        """The client reads slower than we write: what is sent waits in the buffer, which
-        `Gateway._write` now watches (`Limits.max_send_buffer_bytes`)."""
+        """The client reads slower than we write: `send`s now wait for it to catch up, and
+        `Gateway._write` watches the buffer (`Limits.max_send_buffer_bytes`)."""
         self.backed_up = True
 
     def resume_writing(self) -> None:
-        """The client caught up."""
+        """The client caught up: the waiting `send`s go on."""
         self.backed_up = False
+        self.release_senders()
+
+    def release_senders(self) -> None:
+        if self.drain_timer is not None:
+            self.drain_timer.cancel()
+            self.drain_timer = None
+        waiter, self.drained = self.drained, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class Gateway:
@@ -603,6 +624,7 @@ class Gateway:
         """The socket is gone: forget it now; the store and `$disconnect` follow in a task."""
         if conn.close_timer is not None:
             conn.close_timer.cancel()
+        conn.release_senders()  # what they sent is lost with the socket; the next send: 410
         close = conn.close or conn.peer_close
         if close is None:
             # None until a close frame was sent or received (the stub says otherwise).
@@ -712,15 +734,34 @@ class Gateway:
         if conn.backed_up:  # only then is the buffer worth measuring
             size = transport.underlying_transport.get_write_buffer_size()
             if size > self.limits.max_send_buffer_bytes:
-                log.warning(
-                    "dropping connection %s: %d bytes wait for a client that is not reading",
-                    conn.info.connection_id,
-                    size,
-                )
-                conn.close = SLOW_CONSUMER
-                transport.disconnect(graceful=False)
+                self._drop_slow(conn, f"{size} bytes wait")
                 return False
         return True
+
+    def _drop_slow(self, conn: LiveConnection, why: str) -> None:
+        """Drop a client that is not reading what is sent to it (1006 to `$disconnect`)."""
+        if not conn.is_open or conn.transport is None:
+            return
+        log.warning(
+            "dropping connection %s: %s for a client that is not reading",
+            conn.info.connection_id,
+            why,
+        )
+        conn.close = SLOW_CONSUMER
+        conn.transport.disconnect(graceful=False)
+
+    def _wait_for_drain(self, conn: LiveConnection) -> asyncio.Future[None]:
+        """What a `send` returns while the client's buffer is full: done once it reads (or
+        is dropped for not reading within `Limits.max_send_wait`)."""
+        waiter = conn.drained
+        if waiter is None:
+            assert self._loop is not None
+            waiter = conn.drained = self._loop.create_future()
+            wait = self.limits.max_send_wait
+            conn.drain_timer = self._loop.call_later(
+                wait, self._drop_slow, conn, f"sends waited {wait:g} s"
+            )
+        return waiter
 
     def _close(self, conn: LiveConnection, close: Close) -> None:
         """Start closing: send the close frame; picows reports the end (`_disconnected`)."""
@@ -783,20 +824,30 @@ class Gateway:
             return self._failed(exc)
         if not self._write(conn, TEXT if is_text else BINARY, frame):
             return self._failed(GoneError(connection_id))
+        if conn.backed_up:
+            return self._wait_for_drain(conn)
         assert self._sent is not None
         return self._sent
 
     def send_from_thread(self, connection_id: str, data: Data) -> bool:
         """A sync handler's send: framed on its thread, written by the loop, not awaited.
 
-        The connection must be open here now; if it closes before the loop writes, the
-        message is dropped, as a `PostToConnection` answered 200 just before a close is on
-        AWS. Anything else (a connection on another worker, or gone: 410) takes `send`.
+        The connection must be open here now, and not backed up; if it closes before the
+        loop writes, the message is dropped, as a `PostToConnection` answered 200 just
+        before a close is on AWS. Anything else (a connection on another worker, gone: 410,
+        a client not keeping up: wait for it) takes `send`.
         """
         conn = self.live.get(connection_id)  # one dict read: safe from another thread
-        if conn is None or not conn.is_open:
-            return False
+        if conn is None or not conn.is_open or conn.backed_up:
+            return False  # a backed-up client: `send` waits for it to read
         is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
+        # Every FAST_SEND_WINDOW bytes the thread takes the waiting path once, which runs
+        # after its queued writes: a thread never runs far ahead of what the loop wrote.
+        queued = getattr(_thread_sends, "bytes", 0) + len(frame)
+        if queued > FAST_SEND_WINDOW:
+            _thread_sends.bytes = 0
+            return False
+        _thread_sends.bytes = queued
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._write, conn, TEXT if is_text else BINARY, frame)
         return True
@@ -818,7 +869,11 @@ class Gateway:
         if conn is None:
             await self._gone(connection_id)
             return False
-        return self._write(conn, TEXT if is_text else BINARY, frame)
+        if not self._write(conn, TEXT if is_text else BINARY, frame):
+            return False
+        if conn.backed_up:
+            await self._wait_for_drain(conn)
+        return True
 
     async def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> int:
         return await self._fan_out(None, data, exclude)
