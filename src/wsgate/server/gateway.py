@@ -111,7 +111,7 @@ class LiveConnection(WSListener):
         "close_timer",
         "connected_mono",
         "drain_timer",
-        "drained",
+        "drain_waiters",
         "fragment_size",
         "fragment_type",
         "fragments",
@@ -144,9 +144,10 @@ class LiveConnection(WSListener):
         self.paused = False
         #: The transport's write buffer is over its high-water mark.
         self.backed_up = False
-        #: What `send`s wait on while backed up (done when the client catches up), and the
-        #: timer that drops a client that does not (`Limits.max_send_wait`).
-        self.drained: asyncio.Future[None] | None = None
+        #: What `send`s wait on while backed up (done when the client catches up), one per
+        #: sender (a sender cancelled must not cancel the others' wait), and the timer that
+        #: drops a client that does not catch up (`Limits.max_send_wait`).
+        self.drain_waiters: list[asyncio.Future[None]] | None = None
         self.drain_timer: asyncio.TimerHandle | None = None
         self.fragments: list[bytes] | None = None
         self.fragment_type = TEXT
@@ -194,9 +195,10 @@ class LiveConnection(WSListener):
         if self.drain_timer is not None:
             self.drain_timer.cancel()
             self.drain_timer = None
-        waiter, self.drained = self.drained, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        waiters, self.drain_waiters = self.drain_waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():  # done: its sender was cancelled (a handler timeout)
+                waiter.set_result(None)
 
 
 class Gateway:
@@ -753,14 +755,16 @@ class Gateway:
     def _wait_for_drain(self, conn: LiveConnection) -> asyncio.Future[None]:
         """What a `send` returns while the client's buffer is full: done once it reads (or
         is dropped for not reading within `Limits.max_send_wait`)."""
-        waiter = conn.drained
-        if waiter is None:
-            assert self._loop is not None
-            waiter = conn.drained = self._loop.create_future()
+        assert self._loop is not None
+        waiter = self._loop.create_future()
+        if conn.drain_waiters is None:
+            conn.drain_waiters = [waiter]
             wait = self.limits.max_send_wait
             conn.drain_timer = self._loop.call_later(
                 wait, self._drop_slow, conn, f"sends waited {wait:g} s"
             )
+        else:
+            conn.drain_waiters.append(waiter)
         return waiter
 
     def _close(self, conn: LiveConnection, close: Close) -> None:
