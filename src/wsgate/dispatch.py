@@ -10,6 +10,7 @@ and error mapping around it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, Future
@@ -48,8 +49,9 @@ def call_handler(
 def _cancel_if_dropped(
     work: Future[None], loop: asyncio.AbstractEventLoop, done: asyncio.Future[Any]
 ) -> None:
-    if work.cancelled() and not loop.is_closed():
-        loop.call_soon_threadsafe(done.cancel)
+    if work.cancelled():
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(done.cancel)
 
 
 def _run_on_thread(

@@ -6,10 +6,12 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from picows import WSMsgType
 
-from wsgate import App, Limits
+from wsgate import App, GoneError, Limits
 from wsgate.core.events import ConnectionContext
+from wsgate.core.limits import Close
 from wsgate.server.gateway import Gateway, LiveConnection
 from wsgate.store.memory import MemoryStore
 
@@ -81,7 +83,7 @@ def test_one_sender_cancelled_does_not_cancel_the_others() -> None:
 
 
 def test_a_client_that_never_catches_up_is_dropped_and_its_senders_released() -> None:
-    """Past `max_send_wait` the client is dropped as a slow consumer; senders stop waiting."""
+    """Past `max_send_wait` the client is dropped as a slow consumer; its senders get 410."""
 
     async def main() -> None:
         gateway, conn, transport = await _gateway_with_one_connection(Limits(max_send_wait=0.05))
@@ -94,8 +96,36 @@ def test_a_client_that_never_catches_up_is_dropped_and_its_senders_released() ->
             assert disconnects == [False]  # dropped, not a graceful close
             assert conn.close is not None and conn.close.code == 1006
             gateway._disconnected(conn, None)  # what picows reports next
-            await asyncio.wait_for(waiting, 1)  # released, not left hanging
+            with pytest.raises(GoneError):  # released, told the message was lost: 410
+                await asyncio.wait_for(waiting, 1)
             assert conn.drain_waiters is None and conn.drain_timer is None
+        finally:
+            gateway.live.clear()
+            await gateway.stop()
+
+    asyncio.run(main())
+
+
+def test_a_client_that_closed_and_stopped_reading_still_releases_its_senders() -> None:
+    """The client sent its close frame and reads nothing more: the graceful disconnect
+    would wait for ever on the full buffer, so the drop aborts it, keeping the client's
+    own close code for `$disconnect`."""
+
+    async def main() -> None:
+        gateway, conn, transport = await _gateway_with_one_connection(Limits(max_send_wait=0.05))
+        disconnects: list[bool] = []
+        transport.disconnect = lambda graceful=True: disconnects.append(graceful)
+        try:
+            conn.pause_writing()
+            waiting = gateway.send(conn.info.connection_id, "x")
+            conn.peer_close = Close(1000, "bye")  # what a close frame from the client sets
+            await asyncio.sleep(0.2)
+            assert disconnects == [False]
+            assert conn.close is None  # `$disconnect` will say 1000 "bye"
+            gateway._disconnected(conn, None)
+            assert conn.close == Close(1000, "bye")
+            with pytest.raises(GoneError):
+                await asyncio.wait_for(waiting, 1)
         finally:
             gateway.live.clear()
             await gateway.stop()

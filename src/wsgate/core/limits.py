@@ -82,10 +82,13 @@ class Limits:
       finishes, so a flooding client slows itself down instead of growing memory.
     - `max_send_buffer_bytes`: not an AWS quota. How much sent data may wait for a client
       that does not read; past it the gateway drops the connection (`SLOW_CONSUMER`)
-      rather than let one stalled client take the server's memory. Fan-outs meet it.
+      rather than let one stalled client take the server's memory. Fan-outs (which do not
+      wait), sends from other workers and many senders at once meet it.
     - `max_send_wait`: not an AWS quota. A `send` to a client whose buffer is full waits
       for it to read (back-pressure: a fast handler cannot outrun a reading client); a
-      client that does not catch up within this many seconds is dropped (`SLOW_CONSUMER`).
+      client that does not catch up within this many seconds is dropped (`SLOW_CONSUMER`)
+      and the waiting sends fail with GoneError (410). Short, so a loop of sends to many
+      clients is not held long by a stalled one.
     """
 
     max_message_bytes: int = 128 * 1024
@@ -95,7 +98,7 @@ class Limits:
     handler_timeout: float = 29.0
     max_concurrent_messages: int = 32
     max_send_buffer_bytes: int = 4 * 1024 * 1024
-    max_send_wait: float = 10.0
+    max_send_wait: float = 2.0
 
     def __post_init__(self) -> None:
         for name in (

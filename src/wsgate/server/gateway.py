@@ -189,15 +189,20 @@ class LiveConnection(WSListener):
     def resume_writing(self) -> None:
         """The client caught up: the waiting `send`s go on."""
         self.backed_up = False
-        self.release_senders()
+        self.release_senders(gone=False)
 
-    def release_senders(self) -> None:
+    def release_senders(self, *, gone: bool) -> None:
+        """End the waiting `send`s: sent, or (`gone`) lost with the socket: 410 for them."""
         if self.drain_timer is not None:
             self.drain_timer.cancel()
             self.drain_timer = None
         waiters, self.drain_waiters = self.drain_waiters, None
         for waiter in waiters or ():
-            if not waiter.done():  # done: its sender was cancelled (a handler timeout)
+            if waiter.done():  # its sender was cancelled (a handler timeout)
+                continue
+            if gone:
+                waiter.set_exception(GoneError(self.info.connection_id))
+            else:
                 waiter.set_result(None)
 
 
@@ -558,7 +563,10 @@ class Gateway:
                     _send_close(transport, code, reason)
                 else:
                     transport.send(CLOSE, b"")
-            transport.disconnect()
+            transport.disconnect()  # graceful: after what is buffered, unless it never drains
+            if conn.close_timer is None:
+                assert self._loop is not None
+                conn.close_timer = self._loop.call_later(CLOSE_TIMEOUT, transport.disconnect, False)
 
     def _fragment(self, conn: LiveConnection, kind: WSMsgType, frame: WSFrame) -> None:
         """Binary messages, and messages sent in several frames."""
@@ -626,7 +634,7 @@ class Gateway:
         """The socket is gone: forget it now; the store and `$disconnect` follow in a task."""
         if conn.close_timer is not None:
             conn.close_timer.cancel()
-        conn.release_senders()  # what they sent is lost with the socket; the next send: 410
+        conn.release_senders(gone=True)  # what they sent is lost with the socket
         close = conn.close or conn.peer_close
         if close is None:
             # None until a close frame was sent or received (the stub says otherwise).
@@ -741,16 +749,19 @@ class Gateway:
         return True
 
     def _drop_slow(self, conn: LiveConnection, why: str) -> None:
-        """Drop a client that is not reading what is sent to it (1006 to `$disconnect`)."""
-        if not conn.is_open or conn.transport is None:
+        """Drop a client that is not reading what is sent to it (1006 to `$disconnect`,
+        unless it had started closing: its own close code then)."""
+        transport = conn.transport
+        if transport is None or transport.is_disconnected:
             return
         log.warning(
             "dropping connection %s: %s for a client that is not reading",
             conn.info.connection_id,
             why,
         )
-        conn.close = SLOW_CONSUMER
-        conn.transport.disconnect(graceful=False)
+        if conn.close is None and conn.peer_close is None:
+            conn.close = SLOW_CONSUMER
+        transport.disconnect(graceful=False)
 
     def _wait_for_drain(self, conn: LiveConnection) -> asyncio.Future[None]:
         """What a `send` returns while the client's buffer is full: done once it reads (or
@@ -873,11 +884,9 @@ class Gateway:
         if conn is None:
             await self._gone(connection_id)
             return False
-        if not self._write(conn, TEXT if is_text else BINARY, frame):
-            return False
-        if conn.backed_up:
-            await self._wait_for_drain(conn)
-        return True
+        # No waiting for a backed-up client here: the asking worker's call has a timeout of
+        # its own. Across workers, a client that does not read meets max_send_buffer_bytes.
+        return self._write(conn, TEXT if is_text else BINARY, frame)
 
     async def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> int:
         return await self._fan_out(None, data, exclude)
