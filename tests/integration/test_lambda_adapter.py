@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -206,6 +207,39 @@ def test_sends_go_through_the_management_api() -> None:
         ) as adapter:
             adapter(message("tell", json.dumps({"to": target, "text": "via boto3"})), None)
             assert recv(ws) == "via boto3"
+
+
+def test_as_many_sending_sync_handlers_as_threads_do_not_deadlock() -> None:
+    """Every handler thread busy in a send: the posts have threads of their own."""
+    app = App()
+    posted: queue.Queue[str] = queue.Queue()
+    both_running = threading.Barrier(2, timeout=TIMEOUT)
+
+    @app.route("tell")
+    def tell(event, context):
+        both_running.wait()  # the two handler threads are busy at once
+        connections.send(event.json["to"], "hi")
+
+    class Client:
+        class exceptions:
+            GoneException = KeyError
+
+        def post_to_connection(self, **kwargs: Any) -> None:
+            posted.put(kwargs["ConnectionId"])
+
+    def one(adapter: LambdaAdapter, target: str) -> None:
+        adapter(message("tell", json.dumps({"to": target})), None)
+
+    with LambdaAdapter(
+        app, MemoryStore(), client_factory=lambda endpoint: Client(), max_concurrency=2
+    ) as adapter:
+        callers = [threading.Thread(target=one, args=(adapter, t), daemon=True) for t in "AB"]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join(TIMEOUT)
+        assert not any(caller.is_alive() for caller in callers), "deadlocked"
+        assert sorted(posted.get_nowait() for _ in range(2)) == ["A", "B"]
 
 
 def test_gone_connections_leave_the_store_after_the_grace_period() -> None:

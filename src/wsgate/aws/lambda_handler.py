@@ -70,6 +70,9 @@ class LambdaAdapter:
         self.client_factory = client_factory
         self.max_concurrency = max_concurrency
         self._executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="wsgate-lambda")
+        # The management API's calls get threads of their own: sync handlers that wait for
+        # their sends must never hold every thread those sends need.
+        self._posts = ThreadPoolExecutor(max_concurrency, thread_name_prefix="wsgate-post")
         self._clients: dict[str, Any] = {}
         self._local = threading.local()
         self._open_lock = threading.Lock()
@@ -117,6 +120,7 @@ class LambdaAdapter:
         for loop in loops:
             loop.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._posts.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> LambdaAdapter:
         return self
@@ -157,7 +161,7 @@ class LambdaAdapter:
         api = ManagementConnections(
             self.store,
             lambda: self._client(endpoint),
-            self._executor,
+            self._posts,
             max_concurrency=self.max_concurrency,
         )
         binding = connection_api.Binding(api, asyncio.get_running_loop())
