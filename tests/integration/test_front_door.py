@@ -336,6 +336,7 @@ def test_a_burst_bigger_than_the_send_buffer_reaches_a_reading_client(kind: str)
     limits = Limits(max_send_buffer_bytes=1024 * 1024)
     with run_gateway(app, limits=limits) as server, ws_connect(server.url) as ws:
         ws.send(json.dumps({"action": "burst"}))
+        time.sleep(0.5)  # not reading yet: the socket fills and the handler must wait
         got = [str(recv(ws))[:5] for _ in range(count)]
         assert got == [f"{n:05d}" for n in range(count)]
         assert not disconnects
