@@ -1,10 +1,13 @@
-"""Broadcast (seeds 000 and 002): what one client says, every open connection hears.
+"""Broadcast: what one client says, every open connection hears.
 
     {"action": "onMessage", "data": X}  -> everyone, the sender included, receives X as JSON
     anything else                       -> everyone receives the message text unchanged
 
-The seeds keep connection ids in a DynamoDB table, scan it to broadcast and delete the ids
-that answer 410. wsgate's store does all three: `broadcast` skips and forgets dead ones.
+A Lambda chat keeps connection ids in a DynamoDB table, scans it to broadcast and deletes
+the ids that answer 410. wsgate's store does all three: `broadcast` reaches every open
+connection and forgets the ones that are gone.
+
+    wsgate serve examples/broadcast.py
 """
 
 import json

@@ -1,7 +1,12 @@
-"""Direct messages (seed 003): learn your connection id, then message another connection.
+"""Direct messages: learn your connection id, then message another connection.
 
 {"action": "whoAmI"}                                         -> your connection id
 {"action": "sendMessage", "connectionId": ID, "message": M}  -> ID receives M
+
+An id that is not open (never was, or has left) raises GoneError, the 410 of API Gateway's
+`PostToConnection`; the sender is told so.
+
+    wsgate serve examples/direct.py
 """
 
 import json

@@ -1,7 +1,10 @@
-"""Echo (seed 000): every message comes back to its sender, unchanged.
+"""Echo: every message comes back to its sender, unchanged.
 
-wsgate serve examples/echo.py
-wsgate connect ws://127.0.0.1:8080/dev
+The smallest app: one `$default` route, so every message goes to it, JSON or not.
+Run it and connect:
+
+    wsgate serve examples/echo.py
+    wsgate connect ws://127.0.0.1:8080/dev
 """
 
 from wsgate import App, connections

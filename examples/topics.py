@@ -1,10 +1,13 @@
-"""Topic pub/sub (seed 001): the message's `type` picks the route.
+"""Topic pub/sub: the message's `type` picks the route (`$request.body.type`).
 
     {"type": "subscribe", "topic": T}
     {"type": "unsubscribe", "topic": T}
     {"type": "message", "topic": T, "data": X}  -> the other subscribers of T receive
                                                  {"topic": T, "data": X}
-Anything else gets an error frame naming the types this app understands.
+Anything else gets an error frame naming the types this app understands. Subscriptions
+live in the store, so a client that disconnects leaves its topics by itself.
+
+    wsgate serve examples/topics.py
 """
 
 import json

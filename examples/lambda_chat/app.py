@@ -1,6 +1,7 @@
-"""The route table for the plain functions in handlers.py (seed 002's serverless.yml, in Python).
+"""The route table for the plain functions in handlers.py: what a serverless.yml's
+`websocket` events say, in Python.
 
-wsgate serve examples/lambda_chat/app.py
+    wsgate serve examples/lambda_chat/app.py
 """
 
 from wsgate import App

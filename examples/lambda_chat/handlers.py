@@ -1,4 +1,4 @@
-"""Chat as plain Lambda functions (seed 002): one function per route, `handler(event, context)`.
+"""Chat as plain Lambda functions: one function per route, `handler(event, context)`.
 
 Nothing here imports the app: these are the functions a serverless.yml would name
 (`handler: handlers.on_message`), returning what API Gateway expects.

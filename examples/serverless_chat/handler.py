@@ -1,4 +1,4 @@
-"""Seed 002's chat as Python Lambda functions: one function per route, connections in DynamoDB.
+"""A chat as Python Lambda functions: one function per route, connections in DynamoDB.
 
 Plain Lambda code, nothing from wsgate: the same file deploys with serverless.yml or
 template.yaml, and `wsgate serve` runs it unchanged from either.

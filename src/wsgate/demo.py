@@ -1,4 +1,4 @@
-"""The app `wsgate serve` runs when given no TARGET: the seeds' four apps in one.
+"""The app `wsgate serve` runs when given no TARGET: the four example apps in one.
 
 anything that is no action below              -> echoed back to the sender
 {"action": "onMessage", "data": X}            -> every connection receives X as JSON

@@ -10,7 +10,8 @@ The tree::
     └── StoreError             the connection store failed
 
 Every error carries what a person needs to fix it in its message; `GoneError` also keeps
-the connection id so handlers can clean up after it, as the seeds do on a 410.
+the connection id so handlers can clean up after it, as Lambda apps do when
+`PostToConnection` answers 410.
 """
 
 from __future__ import annotations

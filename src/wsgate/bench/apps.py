@@ -6,7 +6,7 @@ the caller with `connections.send`, `subscribe` keeps the subscription in the st
 acknowledges, `publish` fans the unchanged body out to the topic's subscribers.
 
 `app` has async handlers; `sync_app` the same handlers written as plain Lambda functions
-(`def handler(event, context)`, as the seeds' apps are), which run on worker threads.
+(`def handler(event, context)`, as most Lambda apps are), which run on worker threads.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The table, the targets of issue 4, the JSON file and the plot."""
+"""The table, the benchmark's targets, the JSON file and the plot."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ CPU_FIGURE = {
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One target of the issue: wsgate's figure, alone or over a reference's."""
+    """One target of the benchmark: wsgate's figure, alone or over a reference's."""
 
     name: str
     scenario: str
@@ -248,7 +248,7 @@ def table(results: Results) -> str:
 
 
 def targets_text(evaluated: list[dict[str, Any]]) -> str:
-    """The issue's targets, each with the measured value and whether it was met."""
+    """The benchmark's targets, each with the measured value and whether it was met."""
     out = []
     for entry in evaluated:
         if entry["value"] is None:

@@ -1,4 +1,4 @@
-"""`wsgate bench`: the benchmark of issue 4, on 127.0.0.1, against reference servers."""
+"""`wsgate bench`: the benchmark, on 127.0.0.1, against reference servers, with its targets."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def bench(
         f"load generator: {meta['client']} on {meta['client_loop']} ({meta['duration_s']}s)\n"
     )
     click.echo(report.table(results))
-    click.echo("\nTargets (issue 4):")
+    click.echo("\nTargets:")
     click.echo(report.targets_text(evaluated))
     for scenario, reason in meta["not_run"].items():
         click.echo(f"\nNot run: {scenario}: {reason}.")

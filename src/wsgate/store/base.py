@@ -1,6 +1,6 @@
 """The connection store: live connections and their topic subscriptions.
 
-A `Store` is what the seeds keep in DynamoDB: one record per open connection, plus
+A `Store` is what API Gateway apps keep in DynamoDB: one record per open connection, plus
 (topic, connection) subscription pairs that can be read both ways. Every backend passes
 the same contract tests (`tests/integration/test_store_contract.py`).
 
