@@ -286,7 +286,7 @@ def _emit_api(api: Api) -> dict[str, Any]:
 
 
 def _emit_table() -> dict[str, Any]:
-    """The connections table of `store/keys.py`: on demand, items expire through `ttl`.
+    """The connections table, as `store/keys.py` defines it for the store too.
 
     Deleted with the stack: it holds live connections only, meaningless without the API.
     """
@@ -294,34 +294,7 @@ def _emit_table() -> dict[str, Any]:
         "Type": "AWS::DynamoDB::Table",
         "DeletionPolicy": "Delete",
         "UpdateReplacePolicy": "Delete",
-        "Properties": {
-            "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [
-                {"AttributeName": attribute, "AttributeType": "S"}
-                for attribute in (
-                    keys.PARTITION_KEY,
-                    keys.SORT_KEY,
-                    keys.GSI_PARTITION_KEY,
-                    keys.GSI_SORT_KEY,
-                )
-            ],
-            "KeySchema": [
-                {"AttributeName": keys.PARTITION_KEY, "KeyType": "HASH"},
-                {"AttributeName": keys.SORT_KEY, "KeyType": "RANGE"},
-            ],
-            "GlobalSecondaryIndexes": [
-                {
-                    "IndexName": keys.GSI_NAME,
-                    "KeySchema": [
-                        {"AttributeName": keys.GSI_PARTITION_KEY, "KeyType": "HASH"},
-                        {"AttributeName": keys.GSI_SORT_KEY, "KeyType": "RANGE"},
-                    ],
-                    # what the store creates too: its reads of the index need keys only
-                    "Projection": {"ProjectionType": "KEYS_ONLY"},
-                }
-            ],
-            "TimeToLiveSpecification": {"AttributeName": keys.TTL_ATTRIBUTE, "Enabled": True},
-        },
+        "Properties": {**keys.table_schema(), "TimeToLiveSpecification": keys.time_to_live()},
     }
 
 

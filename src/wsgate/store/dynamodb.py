@@ -49,6 +49,8 @@ from wsgate.store.keys import (
     TTL_ATTRIBUTE,
     TTL_GRACE_SECONDS,
     connection_key,
+    table_schema,
+    time_to_live,
     topic_key,
 )
 
@@ -57,7 +59,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import (
         AttributeValueTypeDef,
-        KeySchemaElementTypeDef,
         TableDescriptionTypeDef,
         WaiterConfigTypeDef,
         WriteRequestTypeDef,
@@ -288,30 +289,7 @@ class DynamoDBStore:
 
     def _create_table(self, client: DynamoDBClient) -> TableDescriptionTypeDef:
         try:
-            client.create_table(
-                TableName=self.table,
-                BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[
-                    {"AttributeName": name, "AttributeType": "S"}
-                    for name in (PARTITION_KEY, SORT_KEY, GSI_PARTITION_KEY, GSI_SORT_KEY)
-                ],
-                KeySchema=[
-                    {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
-                    {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
-                ],
-                GlobalSecondaryIndexes=[
-                    {
-                        "IndexName": GSI_NAME,
-                        "KeySchema": [
-                            {"AttributeName": GSI_PARTITION_KEY, "KeyType": "HASH"},
-                            {"AttributeName": GSI_SORT_KEY, "KeyType": "RANGE"},
-                        ],
-                        # Reads of the index need keys only, and touch() then never
-                        # writes to it (lastActiveAt is not projected).
-                        "Projection": {"ProjectionType": "KEYS_ONLY"},
-                    }
-                ],
-            )
+            client.create_table(TableName=self.table, **table_schema())
             log.info("created DynamoDB table %s (%s)", self.table, self._where)
         except client.exceptions.ResourceInUseException:
             pass  # another gateway is creating it at this moment: wait for it as well
@@ -321,18 +299,16 @@ class DynamoDBStore:
     def _check_layout(self, table: TableDescriptionTypeDef) -> None:
         """Refuse a table of another application rather than writing wsgate items into it."""
 
-        def schema(key_schema: Sequence[KeySchemaElementTypeDef]) -> set[tuple[str, str]]:
+        def schema(key_schema: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
             return {(key["AttributeName"], key["KeyType"]) for key in key_schema}
 
+        wanted = table_schema()
+        (wanted_index,) = wanted["GlobalSecondaryIndexes"]
         indexes = {index["IndexName"]: index for index in table.get("GlobalSecondaryIndexes", [])}
         index = indexes.get(GSI_NAME)
-        if schema(table.get("KeySchema", [])) != {
-            (PARTITION_KEY, "HASH"),
-            (SORT_KEY, "RANGE"),
-        } or (
+        if schema(table.get("KeySchema", [])) != schema(wanted["KeySchema"]) or (
             index is None
-            or schema(index.get("KeySchema", []))
-            != {(GSI_PARTITION_KEY, "HASH"), (GSI_SORT_KEY, "RANGE")}
+            or schema(index.get("KeySchema", [])) != schema(wanted_index["KeySchema"])
         ):
             raise StoreError(
                 f"DynamoDB table {self.table!r} ({self._where}) is not laid out for wsgate: it "
@@ -350,7 +326,7 @@ class DynamoDBStore:
             try:
                 client.update_time_to_live(
                     TableName=self.table,
-                    TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+                    TimeToLiveSpecification=time_to_live(),
                 )
                 return
             except client.exceptions.ClientError as exc:
