@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import string
 from typing import Any
 
 import pytest
+from hypothesis import given, strategies as st
 
 from wsgate.core.routing import (
     NOT_JSON,
@@ -280,3 +282,105 @@ def test_json_nested_deeper_than_python_goes_is_not_json() -> None:
     from wsgate.core.routing import NOT_JSON, parse_body
 
     assert parse_body("[" * 100_000) is NOT_JSON
+
+
+# Typos that used to be accepted and sent every message to `$default`: each one is refused
+# when the app is built, with a message saying what is wrong and what a valid one looks like.
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        ("request.body.action", "'$'"),
+        ("{request.body.action}", "'$'"),
+        ("x-request.body.action", "'$'"),
+        ("$request.body.", "empty path segment"),
+        ("$request.body..action", "empty path segment"),
+        ("${request.body.a.}", "empty path segment"),
+        ("$request.body.action ", "whitespace"),
+        (" $request.body.action", "whitespace"),
+        ("$request.body.action\n", "whitespace"),
+        ("${request.body.action }", "whitespace"),
+        ("${ request.body.action}", "whitespace"),
+        ("$request.body. action", "empty path segment"),
+        ("$ request.body.action", "'$'"),
+        ("$request.body.action}", "'}'"),
+        ("$request.body.a[", "'['"),
+        ("$request.body.a[x]", "'[x]'"),
+        ("$request.body.a[-1]", "'[-1]'"),
+        ("${request.body.action", "'${'"),
+        ("$request.body.service.$request.body.action", "empty path segment"),
+    ],
+)
+def test_malformed_expression_is_refused(expression: str, problem: str) -> None:
+    """A malformed expression raises ConfigError naming the problem and a valid example."""
+    with pytest.raises(ConfigError) as info:
+        RouteSelector(expression)
+    message = str(info.value)
+    assert repr(expression) in message
+    assert problem in message
+    assert "$request.body.action" in message
+
+
+def test_app_refuses_malformed_expression() -> None:
+    """The App refuses a typo in its route selection expression when it is built."""
+    from wsgate import App
+
+    with pytest.raises(ConfigError, match=r"'request\.body\.action'.*\$request\.body\.action"):
+        App(route_selection="request.body.action")
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("\\${request.body.action}", "${request.body.action}"),
+        ("${request.body.service}.${request.body.action}", "chat.join"),
+        ("${request.body.action} now", "join now"),
+        ("$request.body.action/x", "join/x"),
+        ("$request.body.service-x", ""),  # `-` belongs to a key, as in JSON keys like `a-b`
+        ("$request.body.data[0]", ""),
+        ("$request.body[0]", ""),
+        ("a b", "a b"),
+    ],
+)
+def test_valid_forms_still_evaluate(expression: str, expected: str) -> None:
+    """Escapes, braces followed by text, indexes and static text with spaces stay valid."""
+    assert RouteSelector(expression).route_key(DOC_BODY) == expected
+
+
+_KEY = st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1, max_size=8)
+
+
+@given(st.lists(_KEY, min_size=1, max_size=5), st.text(max_size=10))
+def test_any_dotted_path_resolves(steps: list[str], value: str) -> None:
+    """`$request.body.a.b...` and `${request.body.a.b...}` reach a value nested that deep."""
+    body: Any = value
+    for step in reversed(steps):
+        body = {step: body}
+    path = "request.body." + ".".join(steps)
+    assert RouteSelector("$" + path).route_key(body) == value
+    assert RouteSelector("${" + path + "}").route_key(body) == value
+
+
+@given(st.lists(_KEY, min_size=1, max_size=4), st.sampled_from([" ", ".", "\t", "["]))
+def test_typo_at_the_end_is_refused(steps: list[str], typo: str) -> None:
+    """A valid `$request.body.<path>` with a stray space, dot or bracket after it is refused."""
+    expression = "$request.body." + ".".join(steps) + typo
+    with pytest.raises(ConfigError, match=r"\$request\.body\.action"):
+        RouteSelector(expression)
+
+
+@given(st.lists(_KEY, min_size=1, max_size=4))
+def test_missing_dollar_is_refused(steps: list[str]) -> None:
+    """`request.body.<path>` without its `$` is refused, not taken as a static route key."""
+    with pytest.raises(ConfigError, match=r"'\$'"):
+        RouteSelector("request.body." + ".".join(steps))
+
+
+@given(st.text(alphabet="$\\{}[]._- abc019\t", max_size=30) | st.text(max_size=30))
+def test_parsing_raises_only_config_error(expression: str) -> None:
+    """Whatever the text, building a selector either works or raises ConfigError."""
+    try:
+        selector = RouteSelector(expression)
+    except ConfigError:
+        return
+    selector.route_key(DOC_BODY)
+    selector.route_key(NOT_JSON)

@@ -7,6 +7,10 @@ route selection expression and a message into a route key, following API Gateway
   `${request.body.service}/${request.body.action}`, `\\$default` (a literal `$`).
   The only variable family for WebSocket APIs is `$request.body.<path>`, a JSONPath into
   the JSON-parsed message (`a.b`, `a[0]`).
+- A typo is refused when the app is built, not turned into static text that sends every
+  message to `$default`: `request.body.action` (no `$`), `$request.body.` (an empty path
+  segment), whitespace at either end or inside a variable, `$request.body.a[x]`. Text right
+  after a variable goes after a braced one: `${request.body.service}.${request.body.action}`.
 - A path that does not resolve becomes `""`. Non-string values are stringified (AWS only
   documents arrays, as `[a, b]`; numbers, booleans and objects follow the spec's
   recommendation: JSON forms; `null` counts as unresolved).
@@ -48,9 +52,15 @@ class _NotJson:
 #: A value `json.loads` could not produce: the message was not JSON.
 NOT_JSON: Any = _NotJson()
 
-_BRACED = re.compile(r"\$\{([^}]*)\}")
-_BARE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_\-]+|\[\d+\])*)")
+#: A bare variable runs over every character a path could be typed with, so that a typo
+#: inside it (`$request.body.`, `$request.body.a[x]`, `$request.body.a}`) is refused
+#: instead of ending the variable early and turning the rest into static text.
+_BARE = re.compile(r"[A-Za-z0-9_.\-\[\]{}]*")
 _STEP = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]")
+#: `request.body` in static text, unless an escaped `\$` (or `\${`) comes right before it.
+_MISSING_DOLLAR = re.compile(r"(?<!\$)(?<!\$\{)request\.body")
+_BODY = "request.body"
+_EXAMPLE = "a valid one is $request.body.action, or ${request.body.service}/${request.body.action}"
 
 Step = str | int
 
@@ -71,22 +81,41 @@ def validate_route_key(key: str) -> None:
         )
 
 
+def _malformed(expression: str, problem: str) -> ConfigError:
+    return ConfigError(
+        f"cannot parse route selection expression {expression!r}: {problem}; {_EXAMPLE}"
+    )
+
+
+def _step_problem(rest: str) -> str:
+    """Why `rest`, the unparsed end of a path, is not a `.name` or `[index]` step."""
+    if rest[0] in " \t\r\n":
+        return "whitespace inside a variable"
+    if rest[0] == ".":
+        return "empty path segment after '.' (use ${...} to put text right after a variable)"
+    if rest[0] == "[":
+        end = rest.find("]")
+        return f"{rest[: end + 1] if end != -1 else rest!r} is not an array index ([0], [1], ...)"
+    return f"{rest!r} is not a path step (.name or [index])"
+
+
 def _parse_variable(text: str, expression: str) -> _Path:
-    prefix = "request.body"
-    if text == prefix:
+    if text == _BODY:
         return _Path(())
-    if not text.startswith(prefix) or text[len(prefix)] not in ".[":
+    if not text.startswith(_BODY) or text[len(_BODY)] not in ".[":
+        if text.strip() != text:
+            raise _malformed(expression, "whitespace inside a variable")
         raise ConfigError(
             f"unsupported variable ${text} in route selection expression {expression!r}: "
-            "WebSocket APIs only support $request.body.<path>"
+            f"WebSocket APIs only support $request.body.<path>; {_EXAMPLE}"
         )
-    rest = text[len(prefix) :]
+    rest = text[len(_BODY) :]
     steps: list[Step] = []
     pos = 0
     while pos < len(rest):
         match = _STEP.match(rest, pos)
         if match is None:
-            raise ConfigError(f"cannot parse {rest[pos:]!r} in route selection {expression!r}")
+            raise _malformed(expression, _step_problem(rest[pos:]))
         steps.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
         pos = match.end()
     return _Path(tuple(steps))
@@ -118,6 +147,14 @@ def _resolve(body: Any, steps: tuple[Step, ...]) -> Any:
     return value
 
 
+def _static(characters: list[str], expression: str) -> str:
+    """Static text of an expression; `request.body` in it is a variable missing its `$`."""
+    text = "".join(characters)
+    if _MISSING_DOLLAR.search(text):
+        raise _malformed(expression, "'request.body' without the '$' that makes it a variable")
+    return text
+
+
 class RouteSelector:
     """Evaluates one route selection expression against messages.
 
@@ -144,6 +181,8 @@ class RouteSelector:
 
     @staticmethod
     def _parse(expression: str) -> tuple[str | _Path, ...]:
+        if expression.strip() != expression:
+            raise _malformed(expression, "whitespace at its start or end")
         parts: list[str | _Path] = []
         literal: list[str] = []
         pos = 0
@@ -152,20 +191,27 @@ class RouteSelector:
                 literal.append("$")
                 pos += 2
                 continue
-            if expression[pos] == "$":
-                match = _BRACED.match(expression, pos) or _BARE.match(expression, pos)
-                if match is None:
-                    raise ConfigError(f"cannot parse route selection expression {expression!r}")
-                if literal:
-                    parts.append("".join(literal))
-                    literal = []
-                parts.append(_parse_variable(match.group(1), expression))
-                pos = match.end()
+            if expression[pos] != "$":
+                literal.append(expression[pos])
+                pos += 1
                 continue
-            literal.append(expression[pos])
-            pos += 1
+            if expression.startswith("{", pos + 1):
+                end = expression.find("}", pos + 2)
+                if end == -1:
+                    raise _malformed(expression, "'${' is never closed by '}'")
+                text, pos = expression[pos + 2 : end], end + 1
+            else:
+                # Never None: the pattern matches the empty string.
+                end = _BARE.match(expression, pos + 1).end()  # type: ignore[union-attr]
+                text, pos = expression[pos + 1 : end], end
+                if not text:
+                    raise _malformed(expression, "'$' starts no variable (write \\$ for a '$')")
+            if literal:
+                parts.append(_static(literal, expression))
+                literal = []
+            parts.append(_parse_variable(text, expression))
         if literal:
-            parts.append("".join(literal))
+            parts.append(_static(literal, expression))
         return tuple(parts)
 
     def route_key(self, body: Any) -> str:
