@@ -1,6 +1,6 @@
 """API Gateway semantics, point by point, through a real socket and a real client.
 
-Each test names the spec section (../shared/spec/apigw-websocket.md) it holds us to.
+Each test names the section of docs/compatibility.md it holds us to.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def closed_code(ws: Any) -> int:
     return info.value.rcvd.code
 
 
-# -- $connect (spec 1.2, 3.3, 4.1) -----------------------------------------------------
+# -- $connect (docs/compatibility.md §1.2, §3.3, §4.1) ------------------------------------
 
 
 def test_connect_event_carries_headers_and_query() -> None:
@@ -190,7 +190,7 @@ def test_subprotocol_only_when_connect_returns_it() -> None:
             assert ws.subprotocol is None
 
 
-# -- routing and error frames (spec 2.3, 2.4, 4.2) -------------------------------------
+# -- routing and error frames (docs/compatibility.md §2.3, §2.4, §4.2) --------------------
 
 
 def test_custom_route_selection_expression_with_nested_path() -> None:
@@ -486,7 +486,7 @@ def test_lambda_context_counts_down_to_the_handler_timeout() -> None:
     assert re.fullmatch(r"[0-9a-f-]{36}", request_id)
 
 
-# -- $disconnect and closes (spec 3.2, 4.3, 5, 8.2) ------------------------------------
+# -- $disconnect and closes (docs/compatibility.md §3.2, §4.3, §5, §8.2) ------------------
 
 
 def test_disconnect_receives_client_close_code_and_reason() -> None:

@@ -1,4 +1,6 @@
-"""The Lambda adapter: API Gateway's events in, Lambda proxy responses out (spec 3, 4, 9).
+"""The Lambda adapter: API Gateway's events in, Lambda proxy responses out.
+
+See docs/compatibility.md §3, §4 and §9.
 
 Events are built with the same functions the gateway uses; sends go through boto3's real
 `apigatewaymanagementapi` client to a real gateway's `@connections` API.

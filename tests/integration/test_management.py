@@ -1,4 +1,7 @@
-"""The @connections API, through boto3's real apigatewaymanagementapi client (spec section 6)."""
+"""The @connections API, through boto3's real apigatewaymanagementapi client.
+
+See docs/compatibility.md §6.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The benchmark's verdicts on the issue's targets, from medians of made-up runs."""
+"""The benchmark's verdicts on its targets, from medians of made-up runs."""
 
 from __future__ import annotations
 

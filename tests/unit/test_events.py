@@ -1,4 +1,4 @@
-"""Lambda proxy event shapes (spec section 3): $connect, MESSAGE and $disconnect."""
+"""Lambda proxy event shapes (docs/compatibility.md §3): $connect, MESSAGE and $disconnect."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Identifier formats (spec section 3.7): event ids and API ids."""
+"""Identifier formats (docs/compatibility.md §3.7): event ids and API ids."""
 
 from __future__ import annotations
 

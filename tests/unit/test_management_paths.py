@@ -1,4 +1,4 @@
-"""Parsing `@connections` management paths (spec section 6.1 and 6.2)."""
+"""Parsing `@connections` management paths (docs/compatibility.md §6.1 and §6.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Handler results and error frames (spec sections 2.4 and 4)."""
+"""Handler results and error frames (docs/compatibility.md §2.4 and §4)."""
 
 from __future__ import annotations
 
