@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from wsgate import App, ConfigError, connections
+from wsgate.deploy.build import logical_id
 from wsgate.deploy.package import app_target, build_package
 from wsgate.deploy.permissions import BASE_GRANT, grant_for
 from wsgate.deploy.template import (
@@ -26,7 +27,6 @@ from wsgate.deploy.template import (
     Template,
     dumps,
     generate,
-    logical_id,
 )
 from wsgate.importer import load_app
 from wsgate.store import keys
@@ -145,7 +145,7 @@ def test_connect_and_disconnect_always_exist() -> None:
 
 def test_two_way_routes_get_a_route_response() -> None:
     """return_response=True: RouteResponseSelectionExpression $default plus a $default
-    route response (spec 4.2); other routes have neither."""
+    route response (docs/compatibility.md §4); other routes have neither."""
     template = template_of(two_way_app())
     responses = of_type(template, "ApiGatewayV2::RouteResponse")
     assert list(responses) == [f"{logical_id('chat/join')}RouteResponse"]

@@ -1,15 +1,15 @@
-"""App -> CloudFormation: the stack `wsgate template` prints and `wsgate deploy` creates.
+"""Model -> CloudFormation: the stack `wsgate template` prints and `wsgate deploy` creates.
 
 Plain CloudFormation (no SAM transform), so the template is what gets deployed, cfn-lint
 checks it as is, and moto can run it. One Lambda function per route, each with its own
-role holding only what `deploy.permissions` found its handler needs (seed 002), its own
-log group, and its invoke permission; one DynamoDB table with the layout of
-`store/keys.py`; the WebSocket API, its routes, integrations, a deployment and a stage.
+role holding only what `deploy.permissions` found its handler needs, its own log group,
+and its invoke permission; one DynamoDB table as `store/keys.py` defines it; the
+WebSocket API, its routes, integrations, a deployment and a stage. `deploy.build` makes
+the model from an App.
 
-The output is a pure function of the app: same app, same template, byte for byte, so
-`wsgate deploy` of an unchanged app is a no-op. Routes come in a fixed order
-(`$connect`, `$disconnect`, `$default`, then custom keys sorted), and each resource kind
-has one `_emit_*` function.
+The output is a pure function of the model: same app, same template, byte for byte, so
+`wsgate deploy` of an unchanged app is a no-op. Resources follow the model's route order,
+and each resource kind has one `_emit_*` function.
 
 Parameters: `StageName` (defaults to `--stage`), and `CodeBucket` / `CodeKey`, where the
 code zip lives (`wsgate deploy` uploads it and fills them in).
@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable
 from typing import Any
 
-from wsgate.app import App, Route
-from wsgate.core.routing import CONNECT, DEFAULT, DISCONNECT
-from wsgate.deploy.model import DELETE, GET, POST, Analysis, Api, Function, Grant
-from wsgate.deploy.permissions import FULL_ANALYSIS, analyse, grant_for
+from wsgate.app import App
+from wsgate.deploy.build import build
+from wsgate.deploy.model import DELETE, GET, POST, Api, Function, Grant
 from wsgate.exceptions import ConfigError
 from wsgate.store import keys
 
@@ -40,116 +38,7 @@ LOG_RETENTION_DAYS = 30
 #: CloudFormation's limit on resources per stack.
 MAX_RESOURCES = 500
 
-_PREDEFINED_IDS = {CONNECT: "Connect", DISCONNECT: "Disconnect", DEFAULT: "Default"}
-_ORDER = {CONNECT: 0, DISCONNECT: 1, DEFAULT: 2}
-_STAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _VERB_ORDER = (POST, GET, DELETE)
-
-
-# -- App -> model ------------------------------------------------------------------------
-
-
-def build(
-    app: App,
-    *,
-    app_target: str,
-    stage: str = "dev",
-    name: str | None = None,
-    full_permissions: bool = False,
-) -> Api:
-    """The deployment model of `app`: one Function per route, permissions analysed.
-
-    `app_target` is WSGATE_APP, the TARGET relative to the code zip's root.
-    """
-    if not app.routes:
-        raise ConfigError(f"{app.name} has no routes: there is nothing to deploy")
-    if not _STAGE_NAME.fullmatch(stage):
-        raise ConfigError(
-            f"bad stage name {stage!r}: 1 to 128 letters, digits, '-' or '_' (API Gateway's rule)"
-        )
-    api_name = name or app.name
-    if not 1 <= len(api_name) <= 128:
-        raise ConfigError(f"bad API name {api_name!r}: 1 to 128 characters")
-    warnings: list[str] = []
-    if app.binary == "base64":
-        warnings.append(
-            "App(binary='base64') only applies locally: API Gateway closes a connection "
-            "that sends a binary frame with 1003"
-        )
-    functions = []
-    # $connect and $disconnect always get a function, handler or not: the adapter writes
-    # and removes the connection's store item there, which broadcast and publish read.
-    for key in sorted({*app.routes, CONNECT, DISCONNECT}, key=_route_order):
-        route = app.routes.get(key)
-        if route is None:
-            functions.append(_store_only_function(key))
-            continue
-        analysis = FULL_ANALYSIS if full_permissions else analyse(route.handler)
-        for problem in analysis.warnings:
-            warnings.append(
-                f"route {route.key!r}: {problem}; granting it every wsgate.connections permission"
-            )
-        functions.append(_function(route, analysis))
-    ids = [function.logical_id for function in functions]
-    if len(set(ids)) != len(ids):  # pragma: no cover - needs a sha1 collision
-        raise ConfigError(f"route keys map to clashing resource names: {ids}")
-    return Api(
-        name=api_name,
-        route_selection=app.route_selection,
-        stage=stage,
-        app_target=app_target,
-        functions=tuple(functions),
-        warnings=tuple(warnings),
-    )
-
-
-def _route_order(key: str) -> tuple[int, str]:
-    return (_ORDER.get(key, len(_ORDER)), key)
-
-
-def _store_only_function(key: str) -> Function:
-    """$connect / $disconnect of an app without that handler: the adapter's store work."""
-    return Function(
-        route_key=key,
-        logical_id=logical_id(key),
-        handler="(no handler: the adapter keeps the connections table current)",
-        return_response=False,
-        analysis=Analysis(ops=frozenset(), complete=True),
-        grant=grant_for(key, ()),
-    )
-
-
-def _function(route: Route, analysis: Analysis) -> Function:
-    handler = route.handler
-    module = getattr(handler, "__module__", None) or "?"
-    return Function(
-        route_key=route.key,
-        logical_id=logical_id(route.key),
-        handler=f"{module}.{route.name}",
-        return_response=route.return_response,
-        analysis=analysis,
-        grant=grant_for(route.key, analysis.ops),
-    )
-
-
-def logical_id(route_key: str) -> str:
-    """The stable CloudFormation name prefix for a route's resources.
-
-    `$connect` -> `Connect`; custom keys -> `On` + CamelCase (`sendMessage` ->
-    `OnSendMessage`). Keys that do not map back unambiguously (other characters, an
-    upper-case first letter, very long) get 8 hex digits of their hash, so two keys never
-    share a name and a key's name never depends on the other routes.
-    """
-    if route_key in _PREDEFINED_IDS:
-        return _PREDEFINED_IDS[route_key]
-    words = re.findall(r"[A-Za-z0-9]+", route_key)
-    camel = "On" + "".join(word[:1].upper() + word[1:] for word in words)
-    if re.fullmatch(r"[a-z0-9][A-Za-z0-9]{0,150}", route_key):
-        return camel
-    return camel[:150] + hashlib.sha1(route_key.encode()).hexdigest()[:8]
-
-
-# -- model -> template -------------------------------------------------------------------
 
 
 def render(api: Api) -> Template:
@@ -445,7 +334,7 @@ def _emit_route(function: Function) -> dict[str, Any]:
         "Target": _sub(f"integrations/${{{function.logical_id}Integration}}"),
     }
     if function.return_response:
-        # two-way: the handler's result goes back to the caller (spec §4.2)
+        # two-way: the handler's result goes back to the caller (docs/compatibility.md §4)
         properties["RouteResponseSelectionExpression"] = "$default"
     return {"Type": "AWS::ApiGatewayV2::Route", "Properties": properties}
 
