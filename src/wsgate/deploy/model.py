@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: The `@connections` verbs each `wsgate.connections` operation uses (see spec §6.5).
+#: The `@connections` verbs each `wsgate.connections` operation uses
+#: (docs/compatibility.md §6).
 POST = "POST"
 GET = "GET"
 DELETE = "DELETE"

@@ -1,9 +1,9 @@
 """Least privilege per function: which AWS actions a handler can need, read from its code.
 
-Seed 002 gives each Lambda function its own role with only what it calls. wsgate handlers
-reach AWS only through `wsgate.connections`, so the analyser reads each handler's source
-(`ast` over `inspect.getsource`) for `connections.<op>` uses and maps the operations to
-DynamoDB actions and `execute-api:ManageConnections` verbs. It never runs handler code.
+Each Lambda function gets its own role with only what it calls. wsgate handlers reach AWS
+only through `wsgate.connections`, so the analyser reads each handler's source (`ast` over
+`inspect.getsource`) for `connections.<op>` uses and maps the operations to DynamoDB
+actions and `execute-api:ManageConnections` verbs. It never runs handler code.
 
 What it follows: the handler, every module-level function, class or instance of the app's
 own code it names (helpers such as `reply_error`), transitively; a decorator's wrapper and
