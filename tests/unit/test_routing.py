@@ -1,4 +1,7 @@
-"""Route selection (spec section 2): expressions, stringification, dispatch, route keys."""
+"""Route selection: expressions, stringification, dispatch, route keys.
+
+See docs/compatibility.md §2.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from wsgate.core.routing import (
 )
 from wsgate.exceptions import ConfigError
 
-#: The message of spec section 2.2's documented examples.
+#: The message of the documented examples in docs/compatibility.md §2.2.
 DOC_BODY = {"service": "chat", "action": "join", "data": {"room": "room1234"}}
 
 ALL_ROUTES = {"$connect", "$disconnect", "$default", "join", "leave", "chat/join"}
@@ -35,7 +38,7 @@ ALL_ROUTES = {"$connect", "$disconnect", "$default", "join", "leave", "chat/join
     ],
 )
 def test_documented_examples(expression: str, expected: str) -> None:
-    """Every example of the spec's section 2.2 table evaluates to the documented result."""
+    """Every example of the table in docs/compatibility.md §2.2 evaluates as documented."""
     assert RouteSelector(expression).route_key(DOC_BODY) == expected
 
 
