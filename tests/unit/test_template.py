@@ -145,7 +145,7 @@ def test_connect_and_disconnect_always_exist() -> None:
 
 def test_two_way_routes_get_a_route_response() -> None:
     """return_response=True: RouteResponseSelectionExpression $default plus a $default
-    route response (docs/compatibility.md §4); other routes have neither."""
+    route response (docs/compatibility.md §4.2); other routes have neither."""
     template = template_of(two_way_app())
     responses = of_type(template, "ApiGatewayV2::RouteResponse")
     assert list(responses) == [f"{logical_id('chat/join')}RouteResponse"]

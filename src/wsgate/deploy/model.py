@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 #: The `@connections` verbs each `wsgate.connections` operation uses
-#: (docs/compatibility.md §6).
+#: (docs/compatibility.md §6.1).
 POST = "POST"
 GET = "GET"
 DELETE = "DELETE"

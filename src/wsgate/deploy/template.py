@@ -334,7 +334,7 @@ def _emit_route(function: Function) -> dict[str, Any]:
         "Target": _sub(f"integrations/${{{function.logical_id}Integration}}"),
     }
     if function.return_response:
-        # two-way: the handler's result goes back to the caller (docs/compatibility.md §4)
+        # two-way: the handler's result goes back to the caller (docs/compatibility.md §4.2)
         properties["RouteResponseSelectionExpression"] = "$default"
     return {"Type": "AWS::ApiGatewayV2::Route", "Properties": properties}
 
