@@ -359,7 +359,7 @@ def test_an_import_error_on_connect_is_a_502_and_logged(
     ) in caplog.text
 
 
-# -- the chat example (seed 002) on DynamoDB -----------------------------------------------
+# -- the serverless chat example on DynamoDB -----------------------------------------------
 
 
 @pytest.fixture

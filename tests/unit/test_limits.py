@@ -1,4 +1,7 @@
-"""Gateway limits (spec section 8): AWS quota defaults, validation, expiry, sweep interval."""
+"""Gateway limits: AWS quota defaults, validation, expiry, sweep interval.
+
+See docs/compatibility.md §8.
+"""
 
 from __future__ import annotations
 
