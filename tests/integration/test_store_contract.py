@@ -1,5 +1,7 @@
 """One contract for every connection store backend, plus what is specific to SQLite.
 
+Redis' specifics are in test_store_redis.py.
+
 Each test drives the store with `asyncio.run`, so no async test plugin is needed.
 """
 
@@ -15,6 +17,7 @@ from typing import TypeVar
 import pytest
 
 from tests.moto_server import dynamodb_store_url
+from tests.redis_server import redis_server, redis_store_url  # noqa: F401 (a fixture)
 from wsgate.exceptions import ConfigError, StoreError
 from wsgate.store import ConnectionRecord, Store, open_store
 from wsgate.store.sqlite import SQLiteStore
@@ -22,13 +25,15 @@ from wsgate.store.sqlite import SQLiteStore
 T = TypeVar("T")
 
 
-@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
+@pytest.fixture(params=["memory", "sqlite", "dynamodb", "redis"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The URL of a fresh store of each backend."""
     if request.param == "memory":
         return "memory://"
     if request.param == "dynamodb":
         return dynamodb_store_url(request)
+    if request.param == "redis":
+        return redis_store_url(request)
     return f"sqlite:///{tmp_path / 'store' / 'wsgate.db'}"
 
 
@@ -399,7 +404,7 @@ def test_open_store_urls(tmp_path: Path) -> None:
     assert not isinstance(open_store("memory://"), SQLiteStore)
 
 
-@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "redis://localhost", "nonsense"])
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "mysql://localhost", "nonsense"])
 def test_open_store_bad_urls(url: str) -> None:
     """An unusable store URL raises ConfigError explaining the accepted forms."""
     with pytest.raises(ConfigError, match="sqlite:///"):

