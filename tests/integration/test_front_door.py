@@ -358,7 +358,7 @@ def test_a_client_that_vanishes_is_forgotten_and_disconnect_runs() -> None:
         assert server.gateway.live == {}
         future = asyncio.run_coroutine_threadsafe(
             server.gateway.store.connection_ids(),
-            server.gateway._loop,  # type: ignore[arg-type]
+            server.gateway.loop,
         )
         assert future.result(TIMEOUT) == []
 
@@ -373,7 +373,7 @@ def test_a_close_the_gateway_starts_ends_even_if_the_client_stopped_reading() ->
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         send = asyncio.run_coroutine_threadsafe(
             _fill_then_delete(server, opened[0]),
-            server.gateway._loop,  # type: ignore[arg-type]
+            server.gateway.loop,
         )
         send.result(TIMEOUT)
         deadline = time.monotonic() + TIMEOUT
@@ -385,8 +385,8 @@ def test_a_close_the_gateway_starts_ends_even_if_the_client_stopped_reading() ->
 
 async def _fill_then_delete(server: Server, connection_id: str) -> None:
     for _ in range(38):  # 3.8 MB: more than the socket buffers take, under the 4 MiB limit
-        await server.gateway.send(connection_id, "x" * 100_000)
-    await server.gateway.disconnect(connection_id)
+        await server.gateway.delivery.send(connection_id, "x" * 100_000)
+    await server.gateway.delivery.disconnect(connection_id)
 
 
 def test_browser_style_upgrade_headers_open_a_connection() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from wsgate import Limits as ExportedLimits
-from wsgate.core.limits import (
+from wsgate.core.close import (
     BINARY_NOT_SUPPORTED,
     CLOSED_BY_MANAGEMENT_API,
     DURATION_LIMIT,
@@ -16,8 +16,8 @@ from wsgate.core.limits import (
     MESSAGE_TOO_BIG,
     Close,
     CloseCode,
-    Limits,
 )
+from wsgate.core.limits import Limits
 
 
 def test_defaults_are_aws_quotas() -> None:

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from wsgate import App, GoneError, Limits
-from wsgate.bench.hotpath import socketless_gateway
-from wsgate.core.limits import Close
+from wsgate.core.close import Close
+from wsgate.server.socketless import socketless_gateway
 
 
 def test_one_sender_cancelled_does_not_cancel_the_others() -> None:
@@ -18,8 +18,8 @@ def test_one_sender_cancelled_does_not_cancel_the_others() -> None:
     async def main() -> None:
         async with socketless_gateway(App(), keep=True) as (gateway, conn, transport):
             conn.pause_writing()
-            first = asyncio.ensure_future(gateway.send(conn.info.connection_id, "one"))
-            second = asyncio.ensure_future(gateway.send(conn.info.connection_id, "two"))
+            first = asyncio.ensure_future(gateway.delivery.send(conn.info.connection_id, "one"))
+            second = asyncio.ensure_future(gateway.delivery.send(conn.info.connection_id, "two"))
             await asyncio.sleep(0)
             assert not first.done() and not second.done()  # both wait for the client
             first.cancel()  # what a handler timeout does to its task
@@ -43,11 +43,11 @@ def test_a_client_that_never_catches_up_is_dropped_and_its_senders_released() ->
             transport,
         ):
             conn.pause_writing()
-            waiting = gateway.send(conn.info.connection_id, "x")
+            waiting = gateway.delivery.send(conn.info.connection_id, "x")
             await asyncio.sleep(0.2)
             assert transport.disconnects == [False]  # dropped, not a graceful close
             assert conn.close is not None and conn.close.code == 1006
-            gateway._disconnected(conn, None)  # what picows reports next
+            conn.on_ws_disconnected(None)  # what picows reports next
             with pytest.raises(GoneError):  # released, told the message was lost: 410
                 await asyncio.wait_for(waiting, 1)
             assert conn.drain_waiters is None and conn.drain_timer is None
@@ -67,12 +67,12 @@ def test_a_client_that_closed_and_stopped_reading_still_releases_its_senders() -
             transport,
         ):
             conn.pause_writing()
-            waiting = gateway.send(conn.info.connection_id, "x")
+            waiting = gateway.delivery.send(conn.info.connection_id, "x")
             conn.peer_close = Close(1000, "bye")  # what a close frame from the client sets
             await asyncio.sleep(0.2)
             assert transport.disconnects == [False]
             assert conn.close is None  # `$disconnect` will say 1000 "bye"
-            gateway._disconnected(conn, None)
+            conn.on_ws_disconnected(None)
             assert conn.close == Close(1000, "bye")
             with pytest.raises(GoneError):
                 await asyncio.wait_for(waiting, 1)

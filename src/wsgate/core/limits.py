@@ -7,56 +7,8 @@ do (a close code and reason), never raise deep inside I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
-
-class CloseCode(IntEnum):
-    """WebSocket close codes the gateway uses (RFC 6455 section 7.4.1)."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    PROTOCOL_ERROR = 1002
-    UNSUPPORTED_DATA = 1003
-    NO_STATUS = 1005
-    ABNORMAL = 1006
-    INVALID_PAYLOAD = 1007
-    MESSAGE_TOO_BIG = 1009
-    INTERNAL_ERROR = 1011
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """A close the gateway decided on: the code and reason sent and seen by `$disconnect`."""
-
-    code: int
-    reason: str
-
-
-#: `DeleteConnection` closes with 1000; `$disconnect` then reads this reason (observed on AWS).
-CLOSED_BY_MANAGEMENT_API = Close(CloseCode.NORMAL, "Connection Closed Normally")
-#: Idle timeout: observed on AWS as 1001 "Going away".
-IDLE_TIMEOUT = Close(CloseCode.GOING_AWAY, "Going away")
-#: 2-hour limit: AWS's code is not documented; 1001 "Going away" as the spec recommends.
-DURATION_LIMIT = Close(CloseCode.GOING_AWAY, "Going away")
-#: Inbound message over the size limit (documented 1009).
-MESSAGE_TOO_BIG = Close(CloseCode.MESSAGE_TOO_BIG, "Message too big")
-#: Inbound binary frame while binary messages are not accepted (documented 1003).
-BINARY_NOT_SUPPORTED = Close(CloseCode.UNSUPPORTED_DATA, "Binary frames are not supported")
-#: A text message that is not UTF-8 (RFC 6455 section 8.1).
-INVALID_TEXT = Close(CloseCode.INVALID_PAYLOAD, "Invalid UTF-8 in text message")
-#: Frames out of order (a continuation without a start, a new message inside another).
-PROTOCOL_ERROR = Close(CloseCode.PROTOCOL_ERROR, "Protocol error")
-#: A client that stopped reading while messages kept coming: dropped without a close
-#: frame (it would wait behind megabytes the client does not read). Not an AWS behaviour
-#: anyone has documented; wsgate's choice.
-SLOW_CONSUMER = Close(CloseCode.ABNORMAL, "Send buffer full: the client is not reading")
-#: The gateway failed handling a frame (a bug): that connection closes, the others go on.
-INTERNAL_ERROR = Close(CloseCode.INTERNAL_ERROR, "Internal server error")
-#: Gateway shutting down.
-SHUTDOWN = Close(CloseCode.GOING_AWAY, "Going away")
-#: A client that vanished without a close frame: RFC 6455's 1006 (AWS's value is unknown).
-ABNORMAL_CLOSURE = Close(CloseCode.ABNORMAL, "")
-
+from wsgate.core.close import DURATION_LIMIT, IDLE_TIMEOUT, Close
 
 #: RFC 6455: a control frame's payload is at most 125 bytes; every frame limit allows one.
 CONTROL_FRAME_BYTES = 125

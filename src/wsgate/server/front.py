@@ -2,41 +2,28 @@
 
 One port serves WebSocket clients and the HTTP `@connections` API. Each new TCP
 connection starts here: `FrontDoor` buffers bytes until the request head is complete.
-A WebSocket upgrade to a socket path goes to the gateway, which runs `$connect` while
-reading is paused and then gives the socket to picows (`hand_to_picows`); anything else
+A WebSocket upgrade to a socket path goes to `OpenConnection` (`server/upgrade.py`:
+`$connect` runs while reading is paused, then picows takes the socket); anything else
 goes to aiohttp, which serves HTTP. Both take over the same transport with the bytes
 read so far, so nothing is lost and nothing is parsed twice by the same library.
-
-picows is the fastest WebSocket implementation Python has (Cython, frames parsed in
-place, no per-message task); using its protocol class directly, rather than through
-`ws_create_server`, is what lets an asynchronous `$connect` run before the 101.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, cast
-
-from picows import WSListener, WSUpgradeResponse, WSUpgradeResponseWithListener
-from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-defined]
 
 from wsgate.core.handshake import (
     MAX_HEAD_BYTES,
     HandshakeError,
     RequestHead,
-    canonical_upgrade,
     head_length,
     parse_head,
 )
+from wsgate.server.transport import hand_over, refuse
 
-#: picows logs two INFO lines per connection; they stay out of `--log-level info` unless
-#: this logger is lowered. An adapter, so picows does not make a child logger per socket.
-_picows_logger = logging.getLogger("wsgate.websocket")
-_picows_logger.setLevel(logging.WARNING)
-_picows_log = logging.LoggerAdapter(_picows_logger, {})
 log = logging.getLogger("wsgate.server")
 
 #: How long a client may take to send its request head.
@@ -116,91 +103,3 @@ class FrontDoor(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-
-
-def hand_over(
-    transport: asyncio.Transport, protocol: asyncio.BaseProtocol, received: bytes
-) -> None:
-    """Make `protocol` the transport's protocol, as if it had read `received` itself."""
-    transport.set_protocol(protocol)
-    protocol.connection_made(transport)
-    if isinstance(protocol, asyncio.BufferedProtocol):
-        view = memoryview(received)
-        while view:
-            buffer = memoryview(protocol.get_buffer(len(view)))
-            n = min(len(buffer), len(view))
-            buffer[:n] = view[:n]
-            protocol.buffer_updated(n)
-            view = view[n:]
-    elif received:
-        assert isinstance(protocol, asyncio.Protocol)
-        protocol.data_received(received)
-    transport.resume_reading()
-
-
-def hand_to_picows(
-    transport: asyncio.Transport,
-    head: RequestHead,
-    rest: bytes,
-    listener: WSListener,
-    *,
-    max_frame_bytes: int,
-    subprotocol: str | None,
-) -> None:
-    """Let picows answer the checked upgrade `head` (101) and serve the socket, frames to
-    `listener`; `rest` is what the client sent after the head."""
-    headers = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
-
-    def accept(request: Any) -> WSUpgradeResponseWithListener:
-        return WSUpgradeResponseWithListener(
-            WSUpgradeResponse.create_101_response(extra_headers=headers), listener
-        )
-
-    protocol = WSProtocol(
-        None,  # host:port (client side only)
-        None,  # path (client side only)
-        False,  # is_client_side
-        accept,
-        _picows_log,
-        True,  # disconnect_on_exception
-        None,  # handshake timeout: the head is already here
-        False,  # auto ping: API Gateway does not ping clients
-        20.0,
-        20.0,
-        WSAutoPingStrategy.PING_WHEN_IDLE,
-        True,  # answer pings with pongs, as API Gateway does
-        max_frame_bytes,
-        None,  # extra headers (client side only)
-        1024,  # initial read buffer; it grows for big messages, idle sockets stay small
-    )
-    hand_over(transport, protocol, canonical_upgrade(head) + rest)
-
-
-def write_response(
-    transport: asyncio.Transport,
-    status: int,
-    reason: str,
-    body: bytes,
-    headers: tuple[tuple[str, str], ...] = (),
-    content_type: str = "application/json",
-) -> None:
-    """Answer the request head with a complete HTTP response and close the connection."""
-    lines = [f"HTTP/1.1 {status} {reason}"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    lines.append(f"Content-Type: {content_type}")
-    lines.append(f"Content-Length: {len(body)}")
-    lines.append("Connection: close")
-    transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-    transport.close()
-
-
-def refuse(
-    transport: asyncio.Transport,
-    status: int,
-    reason: str,
-    message: str,
-    headers: tuple[tuple[str, str], ...] = (),
-) -> None:
-    """Answer with an HTTP error and API Gateway's JSON body (`{"message": ...}`), and close."""
-    body = json.dumps({"message": message}).encode()
-    write_response(transport, status, reason, body, headers)

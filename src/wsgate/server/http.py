@@ -36,8 +36,8 @@ def socket_paths(stage: str) -> frozenset[str]:
 def build_http_app(gateway: Gateway, *, allow_remote_management: bool = False) -> web.Application:
     """The aiohttp application serving every request that is not a WebSocket upgrade."""
     management = ManagementAPI(
-        gateway,
-        gateway.connection_ids,
+        gateway.delivery,
+        gateway.delivery.connection_ids,
         stage=gateway.stage,
         max_message_bytes=gateway.limits.max_message_bytes,
     )

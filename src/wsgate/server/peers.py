@@ -158,6 +158,15 @@ class Peers:
         await asyncio.sleep(0)
         socket_path(self.directory, self.worker).unlink(missing_ok=True)
 
+    def stamp(self, connection_id: str) -> str:
+        """The id with its first character naming this worker, which holds it."""
+        return ID_ALPHABET[self.worker] + connection_id[1:]
+
+    async def locate(self, connection_id: str) -> int | None:
+        """The other worker that holds `connection_id` (read from the id), if one does."""
+        worker = owner(connection_id)
+        return worker if worker != self.worker and 0 <= worker < self.count else None
+
     async def call(self, worker: int, operation: str, *args: Any) -> Any:
         """Ask `worker` to run `operation(*args)` and return its answer (PeerError if it
         failed or cannot be reached)."""

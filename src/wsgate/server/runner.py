@@ -84,7 +84,7 @@ async def serve(
         limits=limits,
         api_id=api_id,
         stage_variables=stage_variables,
-        peers=peers,
+        others=peers,
     )
     await gateway.start()
     runner = web.AppRunner(

@@ -1,0 +1,87 @@
+"""Frames in, messages out: the inbound message rules of a WebSocket API, without sockets.
+
+A message is one frame, or a first frame and its continuations (RFC 6455 section 5.4).
+The assembler checks what API Gateway checks on the way in (docs/compatibility.md §5 and
+§8): a message over the size limit closes with 1009, text that is not UTF-8 with 1007,
+a binary message with 1003 unless the API accepts binary (then its body is base64, as
+Lambda receives it), frames out of order with 1002. The transport owns the per-frame
+limit; this owns everything that spans frames.
+
+A complete text message in one frame, nearly every message, never comes here: the
+connection decodes it directly (the hot path). Everything else does.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from wsgate.core.close import (
+    BINARY_NOT_SUPPORTED,
+    INVALID_TEXT,
+    MESSAGE_TOO_BIG,
+    PROTOCOL_ERROR,
+    Close,
+)
+
+#: RFC 6455 opcodes of the data frames.
+CONTINUATION = 0x0
+TEXT = 0x1
+BINARY = 0x2
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A complete inbound message, as the route handler's event carries it."""
+
+    body: str
+    is_base64: bool
+
+
+class MessageAssembler:
+    """One connection's message in progress; `frame()` for each data frame, in order."""
+
+    __slots__ = ("_binary_base64", "_kind", "_max_message_bytes", "_parts", "_size")
+
+    def __init__(self, max_message_bytes: int, *, binary_base64: bool) -> None:
+        self._max_message_bytes = max_message_bytes
+        self._binary_base64 = binary_base64
+        self._parts: list[bytes] | None = None
+        self._kind = TEXT
+        self._size = 0
+
+    @property
+    def in_progress(self) -> bool:
+        """A first frame came and its final continuation has not."""
+        return self._parts is not None
+
+    def frame(self, opcode: int, fin: bool, payload: bytes) -> Message | Close | None:
+        """Take one data frame: a message once complete, a close on a broken rule, else None."""
+        if opcode != CONTINUATION:
+            if self._parts is not None:
+                return PROTOCOL_ERROR  # a new message inside another
+            self._parts = []
+            self._kind = opcode
+            self._size = 0
+        elif self._parts is None:
+            return PROTOCOL_ERROR  # a continuation without a first frame
+        self._size += len(payload)
+        if self._size > self._max_message_bytes:
+            self._parts = None
+            return MESSAGE_TOO_BIG
+        self._parts.append(payload)
+        if not fin:
+            return None
+        data = b"".join(self._parts)
+        self._parts = None
+        return self._message(data)
+
+    def _message(self, data: bytes) -> Message | Close:
+        if self._kind == TEXT:
+            try:
+                return Message(data.decode("utf-8"), False)
+            except UnicodeDecodeError:
+                return INVALID_TEXT
+        if self._binary_base64:
+            return Message(base64.b64encode(data).decode("ascii"), True)
+        return BINARY_NOT_SUPPORTED

@@ -1,0 +1,300 @@
+"""Reaching connections wherever they live: the connections API handlers and `@connections` call.
+
+`Delivery` is the one seam between "send to connection X / to everyone on topic T" and
+where X and T's subscribers are. A connection held here is written at once, without a
+task (an echo's `send` is a dict read and a write). Anything else goes through
+`OtherNodes`: the other processes or machines of the same gateway. Today that is the
+workers of `wsgate serve --workers N` (`server/peers.py`); a node of another kind plugs in
+the same way, and nothing above this module changes.
+
+- `send`, `info`, `disconnect`, `subscribe`, `unsubscribe`: on the node holding the
+  connection (`OtherNodes.locate`); a connection no node holds is gone (410), and its
+  record and subscriptions are dropped, as API Gateway apps do on a 410.
+- `publish`, `broadcast`: every node delivers to its own connections, one request per
+  node (not per subscriber); the counts add up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from typing import Any, Protocol
+
+from wsgate.connection_api import ConnectionInfo, Data
+from wsgate.core.close import CLOSED_BY_MANAGEMENT_API
+from wsgate.core.limits import Limits
+from wsgate.core.responses import outbound_frame
+from wsgate.exceptions import GoneError, PayloadTooLargeError
+from wsgate.server.connection import BINARY, PICOWS_COPY_LIMIT, TEXT, LiveConnection, wire_frame
+from wsgate.store.base import Store
+
+log = logging.getLogger("wsgate.gateway")
+
+#: What a node does for the others, by name (`Delivery.operations`).
+Operation = Callable[..., Awaitable[Any]]
+
+
+class OtherNodes(Protocol):
+    """The rest of the gateway, seen from one node: how to reach what is not held here."""
+
+    async def start(self, operations: dict[str, Operation]) -> None:
+        """Serve the other nodes' requests with `operations` (name -> coroutine)."""
+
+    async def stop(self) -> None: ...
+
+    def stamp(self, connection_id: str) -> str:
+        """A new connection id, marked as held by this node if ids say where they live."""
+
+    async def locate(self, connection_id: str) -> Hashable | None:
+        """The other node that holds `connection_id`, or None (here, or nowhere)."""
+
+    async def call(self, node: Any, operation: str, *args: Any) -> Any:
+        """Run `operation(*args)` on `node`; raises if it cannot be reached."""
+
+    async def call_others(self, operation: str, *args: Any) -> list[Any]:
+        """Run `operation(*args)` on every other node; their answers."""
+
+
+class Delivery:
+    """The connections API of one gateway node (`wsgate.connection_api.ConnectionsAPI`)."""
+
+    def __init__(
+        self,
+        live: dict[str, LiveConnection],
+        store: Store,
+        limits: Limits,
+        *,
+        node: str,
+        others: OtherNodes | None = None,
+    ) -> None:
+        #: This node's open connections, by id (the gateway adds and removes them).
+        self.live = live
+        self.store = store
+        self.limits = limits
+        #: This node's id in the store's records.
+        self.node = node
+        self.others = others
+        #: What this node does for the others, by name (also how `_on_owner` runs here).
+        self.operations: dict[str, Operation] = {
+            "send": self._send_here,
+            "fan_out": self._fan_out_here,
+            "subscribe": store.subscribe,
+            "unsubscribe": store.unsubscribe,
+            "info": self._info_here,
+            "disconnect": self._disconnect_here,
+            "ids": store.connection_ids,
+        }
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: What every successful `send` returns: a future already done (awaiting it is
+        #: free, and a done future stays done whoever awaits or cancels it).
+        self._sent: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sent = self._loop.create_future()
+        self._sent.set_result(None)
+        if self.others is not None:
+            await self.others.start(self.operations)
+
+    async def stop(self) -> None:
+        if self.others is not None:
+            await self.others.stop()
+
+    def new_connection_id(self, drawn: str) -> str:
+        return drawn if self.others is None else self.others.stamp(drawn)
+
+    # -- one connection ------------------------------------------------------------------
+
+    def send(self, connection_id: str, data: Data) -> Awaitable[None]:
+        """Write now, without a task: the result is a done future (or the slow paths)."""
+        conn = self.live.get(connection_id)
+        if conn is None:
+            return self._send_elsewhere(connection_id, data)
+        try:
+            is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
+        except PayloadTooLargeError as exc:
+            return self._failed(exc)
+        if not conn.write(TEXT if is_text else BINARY, frame):
+            return self._failed(GoneError(connection_id))
+        if conn.backed_up:
+            return conn.wait_for_drain()
+        assert self._sent is not None
+        return self._sent
+
+    def send_from_thread(self, connection_id: str, data: Data) -> bool:
+        """A sync handler's send: framed on its thread, written by the loop, not awaited.
+
+        The connection must be open here now, and not backed up; if it closes before the
+        loop writes, the message is dropped, as a `PostToConnection` answered 200 just
+        before a close is on AWS. Anything else (a connection on another node, gone: 410,
+        a client not keeping up: wait for it) takes `send`.
+        """
+        conn = self.live.get(connection_id)  # one dict read: safe from another thread
+        if conn is None or not conn.is_open or conn.backed_up:
+            return False  # a backed-up client: `send` waits for it to read
+        is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
+        # Every FAST_SEND_WINDOW bytes the thread takes the waiting path once, which runs
+        # after its queued writes: a thread never runs far ahead of what the loop wrote.
+        queued = getattr(_thread_sends, "bytes", 0) + len(frame)
+        if queued > FAST_SEND_WINDOW:
+            _thread_sends.bytes = 0
+            return False
+        _thread_sends.bytes = queued
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(conn.write, TEXT if is_text else BINARY, frame)
+        return True
+
+    def _failed(self, exc: Exception) -> asyncio.Future[None]:
+        assert self._loop is not None
+        failed = self._loop.create_future()
+        failed.set_exception(exc)
+        return failed
+
+    async def _send_elsewhere(self, connection_id: str, data: Data) -> None:
+        node = await self._locate(connection_id)
+        if node is None:
+            raise await self._gone(connection_id)
+        assert self.others is not None
+        is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
+        if not await self.others.call(node, "send", connection_id, is_text, frame):
+            raise GoneError(connection_id)
+
+    async def _send_here(self, connection_id: str, is_text: bool, frame: bytes) -> bool:
+        conn = self.live.get(connection_id)
+        if conn is None:
+            await self._gone(connection_id)
+            return False
+        # No waiting for a backed-up client here: the asking node's call has a timeout of
+        # its own. Across nodes, a client that does not read meets max_send_buffer_bytes.
+        return conn.write(TEXT if is_text else BINARY, frame)
+
+    async def subscribe(self, connection_id: str, topic: str) -> None:
+        if not await self._on_owner("subscribe", connection_id, topic):
+            raise GoneError(connection_id)
+
+    async def unsubscribe(self, connection_id: str, topic: str) -> bool:
+        return bool(await self._on_owner("unsubscribe", connection_id, topic))
+
+    async def info(self, connection_id: str) -> ConnectionInfo:
+        found: ConnectionInfo | None = await self._on_owner("info", connection_id)
+        if found is None:
+            raise GoneError(connection_id)
+        return found
+
+    async def _info_here(self, connection_id: str) -> ConnectionInfo | None:
+        conn = self.live.get(connection_id)
+        if conn is None:
+            return None
+        info = conn.info
+        return ConnectionInfo(
+            connection_id=connection_id,
+            connected_at=info.connected_at,
+            last_active_at=conn.last_active_ms,
+            source_ip=info.source_ip,
+            user_agent=info.user_agent,
+            stage=info.stage,
+            topics=tuple(await self.store.topics(connection_id)),
+            authorizer=info.authorizer,
+        )
+
+    async def disconnect(self, connection_id: str) -> None:
+        if not await self._on_owner("disconnect", connection_id):
+            raise GoneError(connection_id)
+
+    async def _disconnect_here(self, connection_id: str) -> bool:
+        conn = self.live.get(connection_id)
+        if conn is None or not conn.is_open:
+            return False
+        conn.start_close(CLOSED_BY_MANAGEMENT_API)
+        return True
+
+    async def _on_owner(self, operation: str, connection_id: str, *args: Any) -> Any:
+        """Run `operation` where `connection_id` lives: here, or on the node holding it."""
+        if connection_id not in self.live:
+            node = await self._locate(connection_id)
+            if node is not None:
+                assert self.others is not None
+                return await self.others.call(node, operation, connection_id, *args)
+        return await self.operations[operation](connection_id, *args)
+
+    async def _locate(self, connection_id: str) -> Hashable | None:
+        return None if self.others is None else await self.others.locate(connection_id)
+
+    async def _gone(self, connection_id: str) -> GoneError:
+        """A connection that is not live here: drop its record and subscriptions, as on 410.
+
+        Only this node's records are dropped: in a store shared by several gateways
+        (DynamoDB) a record of another node belongs to a socket this node cannot see and
+        no `OtherNodes` reaches; it is reported as gone and left alone.
+        """
+        record = await self.store.get_connection(connection_id)
+        if record is None or record.node == self.node:
+            await self.store.remove_connection(connection_id)
+        else:
+            log.warning(
+                "connection %s is held by gateway node %s, which this node cannot reach",
+                connection_id,
+                record.node,
+            )
+        return GoneError(connection_id)
+
+    # -- many connections ----------------------------------------------------------------
+
+    async def broadcast(self, data: Data, exclude: Iterable[str] = ()) -> int:
+        return await self._fan_out(None, data, exclude)
+
+    async def publish(self, topic: str, data: Data, exclude: Iterable[str] = ()) -> int:
+        return await self._fan_out(topic, data, exclude)
+
+    async def _fan_out(self, topic: str | None, data: Data, exclude: Iterable[str]) -> int:
+        """Deliver to `topic`'s subscribers (None: everyone), here and on every other node."""
+        is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
+        skip = tuple(exclude)
+        if self.others is None:
+            return await self._fan_out_here(topic, is_text, frame, skip)
+        here, elsewhere = await asyncio.gather(
+            self._fan_out_here(topic, is_text, frame, skip),
+            self.others.call_others("fan_out", topic, is_text, frame, skip),
+        )
+        return int(here) + sum(int(count) for count in elsewhere)
+
+    async def _fan_out_here(
+        self, topic: str | None, is_text: bool, frame: bytes, exclude: tuple[str, ...]
+    ) -> int:
+        if topic is None:
+            targets = await self.store.connection_ids()
+        else:
+            targets = await self.store.subscribers(topic)
+        kind = TEXT if is_text else BINARY
+        wire = wire_frame(kind, frame) if len(frame) > PICOWS_COPY_LIMIT else None
+        skip = set(exclude)
+        live = self.live
+        delivered = 0
+        gone: list[str] = []
+        for connection_id in targets:
+            if connection_id in skip:
+                continue
+            conn = live.get(connection_id)
+            if conn is None:
+                gone.append(connection_id)
+            elif conn.write(kind, frame, wire):
+                delivered += 1
+        for connection_id in gone:
+            await self._gone(connection_id)
+        return delivered
+
+    async def connection_ids(self) -> list[str]:
+        """Every open connection's id, on every node (the management API's list)."""
+        ids = await self.store.connection_ids()
+        if self.others is not None:
+            for more in await self.others.call_others("ids"):
+                ids.extend(more)
+        return ids
+
+
+#: How many bytes a sync handler's thread may queue for the loop to write between two
+#: sends that wait for the loop (see `Delivery.send_from_thread`).
+FAST_SEND_WINDOW = 256 * 1024
+_thread_sends = threading.local()

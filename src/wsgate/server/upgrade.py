@@ -1,0 +1,216 @@
+"""From an upgrade request to a live connection: checks, `$connect`, then the 101.
+
+API Gateway runs `$connect` while the client's upgrade request waits: a 2xx accepts, any
+other status is the handshake's answer, so no message can arrive before `$connect` has
+returned (docs/compatibility.md §1.2 and §4.1). Here that is `open_connection`: the front
+door paused reading; once `$connect` accepts, the connection is stored and picows takes
+the socket, answers 101 and calls the `LiveConnection` per frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from picows import WSListener, WSUpgradeResponse, WSUpgradeResponseWithListener
+from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-defined]
+
+from wsgate.app import Route
+from wsgate.core.events import ConnectionContext, connect_event
+from wsgate.core.handshake import HandshakeError, RequestHead, canonical_upgrade, check_upgrade
+from wsgate.core.responses import connect_decision
+from wsgate.core.routing import CONNECT
+from wsgate.server.connection import LiveConnection
+from wsgate.server.invoker import HandlerFailed, HandlerTimedOut, handler_log
+from wsgate.server.transport import hand_over, refuse
+from wsgate.store.base import ConnectionRecord
+
+if TYPE_CHECKING:
+    from wsgate.server.gateway import Gateway
+
+log = logging.getLogger("wsgate.gateway")
+
+#: picows logs two INFO lines per connection; they stay out of `--log-level info` unless
+#: this logger is lowered. An adapter, so picows does not make a child logger per socket.
+_picows_logger = logging.getLogger("wsgate.websocket")
+_picows_logger.setLevel(logging.WARNING)
+_picows_log = logging.LoggerAdapter(_picows_logger, {})
+
+
+async def open_connection(
+    gateway: Gateway, head: RequestHead, transport: asyncio.Transport, rest: bytes
+) -> None:
+    """Serve a WebSocket upgrade request: `$connect`, then the 101 and the socket."""
+    try:
+        check_upgrade(head)
+    except HandshakeError as refusal:
+        _refuse(transport, refusal.status, refusal.message, refusal.headers)
+        return
+    if gateway.stopping:
+        _refuse(transport, 503, "Service Unavailable")
+        return
+    info = _connection_context(gateway, head, transport)
+    subprotocol = None
+    connect_route = gateway.app.routes.get(CONNECT)
+    if connect_route is not None:
+        accepted, subprotocol = await _run_connect(gateway, connect_route, head, info, transport)
+        if not accepted:
+            return
+    record = ConnectionRecord(
+        connection_id=info.connection_id,
+        connected_at=info.connected_at,
+        last_active_at=info.connected_at,
+        source_ip=info.source_ip,
+        user_agent=info.user_agent,
+        stage=info.stage,
+        domain_name=info.domain_name,
+        node=gateway.node,
+        authorizer=info.authorizer,
+    )
+    try:
+        await gateway.store.add_connection(record)
+    except Exception:  # the connection never opened: no `$disconnect` for it
+        log.exception("cannot store connection %s; refusing it", info.connection_id)
+        _refuse(transport, 500, "Internal server error")
+        return
+    if gateway.stopping:  # stopped while `$connect` ran: this one never opens
+        await gateway.store.remove_connection(info.connection_id)
+        _refuse(transport, 503, "Service Unavailable")
+        return
+    conn = LiveConnection(gateway, info, gateway.limits)
+    gateway.live[info.connection_id] = conn
+    if not transport.is_closing():
+        limits = gateway.limits
+        _hand_to_picows(
+            transport,
+            head,
+            rest,
+            conn,
+            # A frame is never more than a message: one frame may be a whole message.
+            max_frame_bytes=min(limits.max_frame_bytes, limits.max_message_bytes),
+            subprotocol=subprotocol,
+        )
+    if conn.transport is None:  # the client left during `$connect`
+        transport.abort()
+        conn.on_ws_disconnected(None)
+
+
+def _connection_context(
+    gateway: Gateway, head: RequestHead, transport: asyncio.Transport
+) -> ConnectionContext:
+    peer = transport.get_extra_info("peername")
+    return ConnectionContext(
+        connection_id=gateway.delivery.new_connection_id(gateway.new_id()),
+        connected_at=time.time_ns() // 1_000_000,
+        source_ip=str(peer[0]) if peer else "",
+        user_agent=head.header("User-Agent"),
+        domain_name=head.header("Host") or "",
+        stage=gateway.stage,
+        api_id=gateway.api_id,
+    )
+
+
+async def _run_connect(
+    gateway: Gateway,
+    route: Route,
+    head: RequestHead,
+    info: ConnectionContext,
+    transport: asyncio.Transport,
+) -> tuple[bool, str | None]:
+    """Run `$connect`; answer a refusal; return (accepted, the subprotocol to answer)."""
+    request_id = gateway.new_id()
+    _, colon, port = info.domain_name.rpartition(":")
+    event = connect_event(
+        info,
+        headers=head.headers,
+        query=head.query,
+        gateway_headers={
+            "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()}",
+            "X-Forwarded-For": info.source_ip,
+            "X-Forwarded-Port": port if colon and port.isdigit() else "80",
+            "X-Forwarded-Proto": "http",
+        },
+        stage_variables=gateway.stage_variables,
+        request_id=request_id,
+        now_ms=time.time_ns() // 1_000_000,
+    )
+    try:
+        result = await gateway.invoker.invoke(route, event)
+    except HandlerTimedOut:
+        _refuse(transport, 504, "Endpoint request timed out", request_id=request_id)
+        return False, None
+    except HandlerFailed:
+        _refuse(transport, 502, "Internal server error", request_id=request_id)
+        return False, None
+    decision = connect_decision(result)
+    if decision.problem is not None:
+        handler_log.error("$connect handler %s: %s", route.name, decision.problem)
+    if not decision.accepted:
+        text = "Internal server error" if decision.status == 502 else _phrase(decision.status)
+        _refuse(transport, decision.status, text, request_id=request_id)
+        return False, None
+    return True, decision.subprotocol
+
+
+def _hand_to_picows(
+    transport: asyncio.Transport,
+    head: RequestHead,
+    rest: bytes,
+    listener: WSListener,
+    *,
+    max_frame_bytes: int,
+    subprotocol: str | None,
+) -> None:
+    """Let picows answer the checked upgrade `head` (101) and serve the socket, frames to
+    `listener`; `rest` is what the client sent after the head."""
+    headers = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
+
+    def accept(request: Any) -> WSUpgradeResponseWithListener:
+        return WSUpgradeResponseWithListener(
+            WSUpgradeResponse.create_101_response(extra_headers=headers), listener
+        )
+
+    protocol = WSProtocol(
+        None,  # host:port (client side only)
+        None,  # path (client side only)
+        False,  # is_client_side
+        accept,
+        _picows_log,
+        True,  # disconnect_on_exception
+        None,  # handshake timeout: the head is already here
+        False,  # auto ping: API Gateway does not ping clients
+        20.0,
+        20.0,
+        WSAutoPingStrategy.PING_WHEN_IDLE,
+        True,  # answer pings with pongs, as API Gateway does
+        max_frame_bytes,
+        None,  # extra headers (client side only)
+        1024,  # initial read buffer; it grows for big messages, idle sockets stay small
+    )
+    hand_over(transport, protocol, canonical_upgrade(head) + rest)
+
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Forbidden"
+
+
+def _refuse(
+    transport: asyncio.Transport,
+    status: int,
+    message: str,
+    headers: tuple[tuple[str, str], ...] = (),
+    *,
+    request_id: str | None = None,
+) -> None:
+    """Answer the upgrade request with an HTTP error, API Gateway's JSON body, and close."""
+    if request_id is not None:
+        headers = (*headers, ("x-amzn-RequestId", request_id))
+    refuse(transport, status, _phrase(status), message, headers)
