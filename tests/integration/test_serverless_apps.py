@@ -26,7 +26,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.conftest import TIMEOUT, recv, run_gateway, ws_connect
 from tests.moto_server import free_port, isolate_aws_config
-from wsgate.aws.runtime import LambdaApp, load_lambda_app
+from wsgate.offline.app import OfflineApp, open_offline_app
 from wsgate.server import Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,17 +163,17 @@ def wait_until(check: Callable[[], bool], what: str) -> None:
 
 
 @contextmanager
-def serve_functions(path: Path, **options: Any) -> Iterator[tuple[LambdaApp, Server]]:
+def serve_functions(path: Path, **options: Any) -> Iterator[tuple[OfflineApp, Server]]:
     """The functions of `path` on a gateway; on exit, every worker process is gone."""
     seen: set[int] = set()
-    with load_lambda_app(path, **options) as lambda_app:
-        with run_gateway(lambda_app.app, stage=lambda_app.stage) as server:
-            lambda_app.attach(server.host, server.port)
+    with open_offline_app(path, **options) as offline_app:
+        with run_gateway(offline_app.app, stage=offline_app.stage) as server:
+            offline_app.attach(server.host, server.port)
             try:
-                yield lambda_app, server
+                yield offline_app, server
             finally:
-                seen.update(lambda_app.pids())
-        seen.update(lambda_app.pids())  # $disconnect may have started some on the way out
+                seen.update(offline_app.pids())
+        seen.update(offline_app.pids())  # $disconnect may have started some on the way out
     assert not [pid for pid in seen if pid_alive(pid)], "worker processes outlived the app"
 
 
@@ -262,28 +262,28 @@ def test_a_handler_sees_the_lambda_environment(
 
 
 def test_module_state_stays_warm_across_invocations(probe_app: Path) -> None:
-    with serve_functions(probe_app) as (lambda_app, server), ws_connect(server.url) as ws:
+    with serve_functions(probe_app) as (offline_app, server), ws_connect(server.url) as ws:
         replies = [ask(ws, "count") for _ in range(3)]
         assert [reply["count"] for reply in replies] == [1, 2, 3]
         assert len({reply["pid"] for reply in replies}) == 1
-        assert lambda_app.pools["count"].pids() == [replies[0]["pid"]]
+        assert offline_app.pools["count"].pids() == [replies[0]["pid"]]
 
 
 def test_the_pool_grows_for_concurrent_invocations(probe_app: Path) -> None:
     """Three invocations at once: three execution environments, as Lambda scales out."""
-    with serve_functions(probe_app) as (lambda_app, server), ws_connect(server.url) as ws:
+    with serve_functions(probe_app) as (offline_app, server), ws_connect(server.url) as ws:
         for _ in range(3):
             ws.send(json.dumps({"action": "wait", "seconds": 0.6}))
         replies = [json.loads(recv(ws)) for _ in range(3)]
         assert len({reply["pid"] for reply in replies}) == 3
         assert [reply["count"] for reply in replies] == [1, 1, 1]
-        assert len(lambda_app.pools["wait"].pids()) == 3
+        assert len(offline_app.pools["wait"].pids()) == 3
 
 
 def test_a_timeout_kills_the_worker_and_the_next_invocation_starts_cold(
     probe_app: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with serve_functions(probe_app) as (lambda_app, server), ws_connect(server.url) as ws:
+    with serve_functions(probe_app) as (offline_app, server), ws_connect(server.url) as ws:
         first = ask(ws, "slow", seconds=0)
         started = time.monotonic()
         ws.send(json.dumps({"action": "slow", "seconds": 10}))
@@ -300,7 +300,7 @@ def test_a_timeout_kills_the_worker_and_the_next_invocation_starts_cold(
         assert INTERNAL_ERROR.match(str(recv(ws)))
         assert "Runtime exited with error: exit status 3" in caplog.text
         assert ask(ws, "slow", seconds=0)["count"] == 1
-        assert len(lambda_app.pools["slow"].pids()) == 1
+        assert len(offline_app.pools["slow"].pids()) == 1
 
 
 def test_handler_errors_have_lambdas_shape(

@@ -1,4 +1,4 @@
-"""serverless.yml and SAM templates -> LambdaAppSpec: variables, events, the SAM graph, errors.
+"""serverless.yml and SAM templates -> AppSpec: variables, events, the SAM graph, errors.
 
 Pure parsing: files in tmp_path, no processes, no network.
 """
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from wsgate.aws.cloudformation import load_document
-from wsgate.aws.runtime import LambdaApp, gateway_origins, has_credentials, load_spec
-from wsgate.aws.spec import FunctionSpec, LambdaAppSpec, RouteSpec
 from wsgate.exceptions import ConfigError, TargetError
+from wsgate.offline.app import OfflineApp, load_app_spec
+from wsgate.offline.cloudformation import load_document
+from wsgate.offline.environment import gateway_origins, has_credentials
+from wsgate.offline.spec import AppSpec, FunctionSpec, RouteSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "serverless_chat"
@@ -26,11 +27,11 @@ def write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def serverless(tmp_path: Path, text: str, stage: str | None = None) -> LambdaAppSpec:
-    return load_spec(write(tmp_path, "serverless.yml", text), stage=stage)
+def serverless(tmp_path: Path, text: str, stage: str | None = None) -> AppSpec:
+    return load_app_spec(write(tmp_path, "serverless.yml", text), stage=stage)
 
 
-def function(spec: LambdaAppSpec, name: str) -> FunctionSpec:
+def function(spec: AppSpec, name: str) -> FunctionSpec:
     (found,) = [fn for fn in spec.functions if fn.name == name]
     return found
 
@@ -343,7 +344,7 @@ def test_short_tags_load_as_their_long_forms(tmp_path: Path) -> None:
 
 def test_the_example_template_graph() -> None:
     """Routes -> integrations -> functions; RouteResponse = two-way; Globals under Properties."""
-    spec = load_spec(EXAMPLE / "template.yaml")
+    spec = load_app_spec(EXAMPLE / "template.yaml")
     assert (spec.name, spec.stage, spec.route_selection) == (
         "serverless-chat",
         "dev",
@@ -365,10 +366,10 @@ def test_the_example_template_graph() -> None:
 
 def test_the_example_serverless_yml_matches_the_template() -> None:
     """Both files describe one app: same routes, same handlers, same table."""
-    sls = load_spec(EXAMPLE / "serverless.yml")
-    sam = load_spec(EXAMPLE / "template.yaml")
+    sls = load_app_spec(EXAMPLE / "serverless.yml")
+    sam = load_app_spec(EXAMPLE / "template.yaml")
 
-    def shape(spec: LambdaAppSpec) -> set[tuple[str, str, bool]]:
+    def shape(spec: AppSpec) -> set[tuple[str, str, bool]]:
         return {(r.key, fn.handler, r.two_way) for fn in spec.functions for r in fn.routes}
 
     assert shape(sls) == shape(sam)
@@ -421,7 +422,7 @@ def test_a_plain_cloudformation_template(tmp_path: Path, monkeypatch: pytest.Mon
     """AWS::Lambda::Function, Code as a folder, CloudFormation's 128 MB / 3 s, AWS_REGION."""
     (tmp_path / "src").mkdir()
     monkeypatch.setenv("AWS_REGION", "ap-south-1")
-    spec = load_spec(write(tmp_path, "template.yaml", TEMPLATE), stage="live")
+    spec = load_app_spec(write(tmp_path, "template.yaml", TEMPLATE), stage="live")
     (fn,) = spec.functions
     assert (spec.stage, spec.region, spec.route_selection) == (
         "live",
@@ -471,17 +472,17 @@ def test_template_errors_say_what_to_fix(
     (tmp_path / "src").mkdir()
     path = write(tmp_path, "template.yaml", TEMPLATE.replace(*change))
     with pytest.raises(ConfigError, match=r"^template\.yaml: ") as caught:
-        load_spec(path)
+        load_app_spec(path)
     assert expected in str(caught.value)
 
 
 def test_neither_kind_of_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="neither a serverless.yml"):
-        load_spec(write(tmp_path, "other.yaml", "just: data\n"))
+        load_app_spec(write(tmp_path, "other.yaml", "just: data\n"))
     with pytest.raises(TargetError, match="no such file"):
-        load_spec(tmp_path / "missing.yml")
+        load_app_spec(tmp_path / "missing.yml")
     with pytest.raises(ConfigError, match="cannot parse"):
-        load_spec(write(tmp_path, "bad.yml", "a: [unclosed\n"))
+        load_app_spec(write(tmp_path, "bad.yml", "a: [unclosed\n"))
 
 
 # -- the environment a worker gets (no worker started) -----------------------------------
@@ -494,9 +495,9 @@ def test_worker_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     spec = serverless(tmp_path, CHAT)
     message = function(spec, "message")
     assert not has_credentials()
-    with LambdaApp(spec, dynamodb_endpoint="http://127.0.0.1:9") as lambda_app:
-        lambda_app.attach("127.0.0.1", 8123)
-        env = lambda_app.environment(message)
+    with OfflineApp(spec, dynamodb_endpoint="http://127.0.0.1:9") as offline_app:
+        offline_app.attach("127.0.0.1", 8123)
+        env = offline_app.environment(message)
     assert {key: env[key] for key in env if key in EXPECTED_LAMBDA_ENV} == EXPECTED_LAMBDA_ENV
     assert env["LAMBDA_TASK_ROOT"] == str(tmp_path.resolve())
     assert env["AWS_LAMBDA_LOG_STREAM_NAME"].endswith(
@@ -508,8 +509,8 @@ def test_worker_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "mine")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "my-secret")
     assert has_credentials()
-    with LambdaApp(spec) as lambda_app:
-        env = lambda_app.environment(message)
+    with OfflineApp(spec) as offline_app:
+        env = offline_app.environment(message)
     assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == ("mine", "my-secret")
     assert "AWS_ENDPOINT_URL_DYNAMODB" not in env
 

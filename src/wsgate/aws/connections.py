@@ -1,8 +1,9 @@
 """`wsgate.connections` on AWS: sends through the `@connections` API, state in the store.
 
-This is what the seeds write by hand: look up ids in DynamoDB, `postToConnection` each,
-and delete the ones that answer 410. boto3 is synchronous, so calls run on an executor;
-fan-out runs them concurrently, at most `max_concurrency` at a time.
+What Lambda WebSocket handlers usually write by hand: look up ids in DynamoDB,
+`postToConnection` each, and delete the ones that answer 410. boto3 is synchronous, so
+calls run on an executor; fan-out runs them concurrently, at most `max_concurrency` at a
+time.
 """
 
 from __future__ import annotations
@@ -52,8 +53,11 @@ def management_client(endpoint_url: str) -> Any:
     return boto3.client("apigatewaymanagementapi", endpoint_url=endpoint_url)
 
 
-class ManagementConnections(StoreBackedConnections):
-    """`ConnectionsAPI` over boto3's `apigatewaymanagementapi` client and a `Store`."""
+class ApiGatewayConnections(StoreBackedConnections):
+    """`ConnectionsAPI` on Lambda: API Gateway's `@connections` HTTP API, and a `Store`.
+
+    The HTTP calls go through boto3's `apigatewaymanagementapi` client.
+    """
 
     def __init__(
         self,

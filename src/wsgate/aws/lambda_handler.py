@@ -14,7 +14,7 @@ What the adapter adds around the app's handlers, so that they run unchanged on A
 - messages: API Gateway already picked the route (`requestContext.routeKey`); a two-way
   route's result goes back as the proxy response `body`. A handler that raises raises here
   too, so API Gateway sends the client its `Internal server error` frame.
-- `wsgate.connections` is bound to `ManagementConnections`: the store plus the
+- `wsgate.connections` is bound to `ApiGatewayConnections`: the store plus the
   `@connections` API at `https://{domainName}/{stage}`, or at `WSGATE_MANAGEMENT_ENDPOINT`
   when set, with the same placeholders (custom domains with a base path need it; the
   local gateway's Lambda mode uses `http://{domainName}/{stage}`).
@@ -33,7 +33,7 @@ from typing import Any
 
 from wsgate import connection_api
 from wsgate.app import App
-from wsgate.aws.connections import ManagementConnections, management_client
+from wsgate.aws.connections import ApiGatewayConnections, management_client
 from wsgate.core.events import Event
 from wsgate.core.responses import connect_decision, route_reply
 from wsgate.core.routing import CONNECT, DISCONNECT, NOT_JSON, parse_body
@@ -83,7 +83,7 @@ class LambdaAdapter:
         """The app as API Gateway + Lambda run it, for the local gateway's Lambda mode.
 
         Every route, plus `$connect` and `$disconnect` (which keep the store current),
-        invokes this adapter from a worker thread, as API Gateway invokes a function.
+        invokes this adapter from a thread, as API Gateway invokes a function.
         """
         app = self.app
         proxy = App(route_selection=app.route_selection, binary=app.binary, name=app.name)
@@ -158,7 +158,7 @@ class LambdaAdapter:
         endpoint = self.management_endpoint.format(
             domainName=request["domainName"], stage=request["stage"]
         )
-        api = ManagementConnections(
+        api = ApiGatewayConnections(
             self.store,
             lambda: self._client(endpoint),
             self._posts,

@@ -147,11 +147,11 @@ def serve(
         if target is not None and target.endswith(CONFIG_SUFFIXES):
             if lambda_mode:
                 raise click.UsageError("--lambda is for Python apps; these are Lambda functions")
-            from wsgate.aws.runtime import load_lambda_app
+            from wsgate.offline.app import open_offline_app
 
             # Without --stage the file's own stage is used (provider.stage, the Stage resource).
             stage_given = click.get_current_context().get_parameter_source("stage")
-            functions = load_lambda_app(
+            functions = open_offline_app(
                 Path(target),
                 stage=None if stage_given is ParameterSource.DEFAULT else stage,
                 dynamodb_endpoint=dynamodb_endpoint,

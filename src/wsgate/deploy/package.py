@@ -13,9 +13,9 @@ Handler modules named in a route table that live outside those (and outside the 
 library and site-packages) are added by their top-level package too.
 
 wsgate itself comes as the modules the Lambda adapter imports (see `runtime_modules`):
-no `server/`, `cli/` or `deploy/` (aiohttp, click and watchfiles are not in the Lambda
-runtime; boto3 is), no SQLite or memory store. Third-party dependencies of the app are
-not bundled.
+no `server/`, `cli/`, `deploy/` or `offline/` (aiohttp, click and watchfiles are not in
+the Lambda runtime; boto3 is; `offline/` emulates Lambda locally), no SQLite or memory
+store. Third-party dependencies of the app are not bundled.
 
 The zip is deterministic: sorted entries, fixed timestamps and modes, so an unchanged
 app gives the same bytes, the same S3 key and no stack update.
@@ -45,12 +45,14 @@ from wsgate.exceptions import ConfigError
 #: itself, and a module nothing on AWS imports, such as a benchmark, stays out).
 ENTRY_POINTS = ("wsgate", "wsgate.aws.lambda_handler")
 #: Never in the zip, even when imported somewhere: the local server and CLI (aiohttp,
-#: click and watchfiles are not in the Lambda runtime; boto3 is), deployment, and the
-#: embedded stores `open_store` would only load for other URLs.
+#: click and watchfiles are not in the Lambda runtime; boto3 is), deployment, the local
+#: emulation of serverless.yml and SAM apps, and the embedded stores `open_store` would
+#: only load for other URLs.
 NOT_IN_RUNTIME = (
     "wsgate.server",
     "wsgate.cli",
     "wsgate.deploy",
+    "wsgate.offline",
     "wsgate.store.memory",
     "wsgate.store.sqlite",
 )

@@ -1,4 +1,4 @@
-"""SAM / CloudFormation template -> LambdaAppSpec: a WebSocket API's routes and functions.
+"""SAM / CloudFormation template -> AppSpec: a WebSocket API's routes and functions.
 
 The graph followed, as API Gateway follows it when deployed:
 
@@ -25,7 +25,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from wsgate.aws.cloudformation import (
+from wsgate.core.routing import CONNECT, DISCONNECT
+from wsgate.exceptions import ConfigError
+from wsgate.offline.cloudformation import (
     DYNAMODB_TABLE,
     FUNCTION_TYPES,
     LAMBDA_FUNCTION,
@@ -35,18 +37,16 @@ from wsgate.aws.cloudformation import (
     Pseudo,
     table_spec,
 )
-from wsgate.aws.spec import (
+from wsgate.offline.spec import (
     CLOUDFORMATION_MEMORY_MB,
     CLOUDFORMATION_TIMEOUT_S,
     DEFAULT_REGION,
     DEFAULT_ROUTE_SELECTION,
+    AppSpec,
     FunctionSpec,
-    LambdaAppSpec,
     RouteSpec,
     is_python_runtime,
 )
-from wsgate.core.routing import CONNECT, DISCONNECT
-from wsgate.exceptions import ConfigError
 
 API = "AWS::ApiGatewayV2::Api"
 ROUTE = "AWS::ApiGatewayV2::Route"
@@ -64,7 +64,7 @@ def _stack_name(path: Path) -> str:
 
 def sam_spec(
     doc: Any, path: Path, *, stage: str | None = None, environ: Mapping[str, str] | None = None
-) -> LambdaAppSpec:
+) -> AppSpec:
     """The WebSocket API of a parsed SAM or CloudFormation template."""
     source = path.name
     if not isinstance(doc, dict) or not isinstance(doc.get("Resources"), dict):
@@ -178,7 +178,7 @@ def sam_spec(
         if isinstance(res, dict) and res.get("Type") in (DYNAMODB_TABLE, SIMPLE_TABLE)
     )
     name = prop(api_id, api, "Name")
-    return LambdaAppSpec(
+    return AppSpec(
         name=str(name or api_id),
         source=path,
         route_selection=str(selection),

@@ -1,24 +1,26 @@
-"""One Lambda execution environment: `python -m wsgate.aws.worker REQUEST_FD RESPONSE_FD`.
+"""One Lambda execution environment, run as a function process of the local gateway.
 
-The gateway (`wsgate.aws.runtime`) starts one of these per concurrent invocation of a
+    python -m wsgate.offline.function_process REQUEST_FD RESPONSE_FD
+
+The gateway (`wsgate.offline.pool`) starts one of these per concurrent invocation of a
 function, with the function's environment, in its code folder, and keeps it warm: the
 handler is imported once (the init phase) and module-level state lives on across
-invocations, as on Lambda. A worker runs one invocation at a time.
+invocations, as on Lambda. A function process runs one invocation at a time.
 
 Protocol: JSON lines over two dedicated pipes, whose descriptors are the arguments, so the
-worker's own stdout and stderr stay the user's terminal (handlers' `print()` and logging
+process's own stdout and stderr stay the user's terminal (handlers' `print()` and logging
 reach it, as they reach CloudWatch on AWS):
 
-    worker -> gateway  {"ready": true}                      once, after the init phase
-    gateway -> worker  {"requestId": ..., "event": {...}, "timeoutMs": ..., "traceId": ...}
-    worker -> gateway  {"result": <the handler's return value>}
-                    or {"error": {"errorType", "errorMessage", "stackTrace", "requestId"}}
+    process -> gateway  {"ready": true}                      once, after the init phase
+    gateway -> process  {"requestId": ..., "event": {...}, "timeoutMs": ..., "traceId": ...}
+    process -> gateway  {"result": <the handler's return value>}
+                     or {"error": {"errorType", "errorMessage", "stackTrace", "requestId"}}
 
 Errors have Lambda's shape and types: the exception's class name, or
 `Runtime.ImportModuleError`, `Runtime.HandlerNotFound`, `Runtime.MalformedHandlerName`,
 `Runtime.UserCodeSyntaxError` for load failures (retried on the next invocation, as Lambda
 retries a failed init), `Runtime.MarshalError` for a result that is not JSON. Timeouts are
-the gateway's business: it kills the worker. EOF on the request pipe ends the worker; so
+the gateway's business: it kills the process. EOF on the request pipe ends the process; so
 does the gateway's death (a watchdog thread notices the new parent), so none is orphaned.
 
 Why https is rewritten here: handlers build their management client as on AWS,
@@ -26,10 +28,10 @@ Why https is rewritten here: handlers build their management client as on AWS,
 and `domainName` is the local gateway's `host:port`, which speaks plain HTTP. Serving TLS
 would need a certificate the handlers trust (AWS_CA_BUNDLE, a CA to generate and install);
 patching `boto3.client` would miss sessions, resources and clients made before the patch.
-Every botocore request, whatever made it, goes through `URLLib3Session.send`, so the worker
+Every botocore request, whatever made it, goes through `URLLib3Session.send`, so the process
 wraps that one method, before any user code is imported: a request to
 `https://<gateway authority>/...` (the authorities are in WSGATE_GATEWAY_ORIGINS, which the
-worker removes from its environment) is sent to `http://<same authority>/...`. Nothing
+process removes from its environment) is sent to `http://<same authority>/...`. Nothing
 else changes: other hosts, DynamoDB, real AWS endpoints are untouched. The gateway's
 `@connections` API checks no signatures, so the dummy credentials sign well enough.
 """
@@ -52,8 +54,8 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any
 
-from wsgate.aws.spec import LOCAL_ACCOUNT_ID
 from wsgate.context import CognitoIdentity
+from wsgate.offline.spec import LOCAL_ACCOUNT_ID
 
 #: Comma-separated `host:port` authorities whose https URLs go to the gateway over http.
 ORIGINS_VARIABLE = "WSGATE_GATEWAY_ORIGINS"
@@ -90,10 +92,11 @@ def install_https_rewrite(origins: str) -> bool:
 
 
 class FunctionContext:
-    """`context` as the Python runtime builds it (spec 9.2), from this environment's variables.
+    """`context` as the Python runtime builds it, from this environment's variables.
 
-    Its own class rather than `wsgate.context.LambdaContext`: the worker is the Lambda
-    side, and reads everything from the environment, as awslambdaric does.
+    Its own class rather than `wsgate.context.LambdaContext`: this process is the Lambda
+    side, and reads everything from the environment, as awslambdaric does (the attributes
+    are listed in docs/compatibility.md §9).
     """
 
     __slots__ = ("_deadline", "aws_request_id")
@@ -281,7 +284,7 @@ def _write(fd: int, line: str) -> None:
 
 
 def _watch_parent(parent: int) -> None:
-    """Exit if the gateway dies, even while a handler runs (no orphaned workers)."""
+    """Exit if the gateway dies, even while a handler runs (no orphaned function processes)."""
 
     def watch() -> None:
         while True:
@@ -295,13 +298,16 @@ def _watch_parent(parent: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m wsgate.aws.worker REQUEST_FD RESPONSE_FD", file=sys.stderr)
+        print(
+            "usage: python -m wsgate.offline.function_process REQUEST_FD RESPONSE_FD",
+            file=sys.stderr,
+        )
         return 2
     request_fd, response_fd = int(args[0]), int(args[1])
     for fd in (request_fd, response_fd):
         os.set_inheritable(fd, False)  # not into processes the handler starts
-    # Ctrl+C reaches the whole process group: the gateway stops its workers itself, after
-    # running $disconnect in them.
+    # Ctrl+C reaches the whole process group: the gateway stops its function processes
+    # itself, after running $disconnect in them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent(os.getppid())
     install_https_rewrite(os.environ.pop(ORIGINS_VARIABLE, ""))

@@ -24,10 +24,10 @@ from typing import Any
 
 import yaml
 
-from wsgate.aws.spec import LOCAL_ACCOUNT_ID, TableSpec, environment_value
 from wsgate.exceptions import ConfigError
+from wsgate.offline.spec import LOCAL_ACCOUNT_ID, TableSpec, environment_value
 
-log = logging.getLogger("wsgate.aws")
+log = logging.getLogger("wsgate.offline")
 
 DYNAMODB_TABLE = "AWS::DynamoDB::Table"
 SIMPLE_TABLE = "AWS::Serverless::SimpleTable"

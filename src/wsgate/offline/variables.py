@@ -1,61 +1,28 @@
-"""serverless.yml -> LambdaAppSpec: the functions with `websocket` events, as deployed.
+"""Serverless Framework variables (`${...}`) in one serverless.yml, resolved on demand.
 
-What is read, and how the Serverless Framework (v3) would read it:
+Only the keys a loader asks for are resolved (`wsgate.offline.serverless` asks for the few
+it reads), so a variable elsewhere in the file that needs AWS never stops a local run.
 
-- `functions.<key>` with `events: [- websocket: $connect]` (short form) or
-  `- websocket: {route: X, routeResponseSelectionExpression: $default}` (long form; the
-  route response makes the route two-way). Functions without websocket events are skipped.
-- `provider.websocketsApiRouteSelectionExpression` (default `$request.body.action`),
-  `provider.websocketsApiName`, `provider.region` (default us-east-1), `provider.stage`.
-- `runtime`, `memorySize` (default 1024), `timeout` (default 6 s), `environment` (merged
-  over `provider.environment`), `name` (default `{service}-{stage}-{key}`),
-  `reservedConcurrency`: function first, then provider.
-- `resources.Resources`: `AWS::DynamoDB::Table`s, to create locally and to resolve `Ref`s.
-
-Variables are resolved lazily, only in the keys above: `${self:path}`, `${opt:stage}`
-(the --stage option), `${sls:stage}`, `${opt:region}` (no option: falls back),
-`${env:NAME}`, `${file(path):sub.path}`, `${aws:region}`, `${aws:accountId}`, fallbacks
-(`${opt:stage, 'dev'}`, `${opt:stage, self:provider.stage}`) and nesting. `${ssm:...}`,
-`${cf:...}`, `${s3:...}` and `${param:...}` need AWS: only their fallback is used. A value
-that cannot be resolved is a ConfigError naming the key and the variable. `${AWS::Region}`
-and other CloudFormation placeholders are left alone for `Fn::Sub`. CloudFormation `Ref`
-and `Fn::*` in environment values are evaluated by `wsgate.aws.cloudformation`.
+Supported: `${self:path}`, `${opt:stage}` (the --stage option), `${sls:stage}`,
+`${opt:region}` (no option: falls back), `${env:NAME}`, `${file(path):sub.path}`,
+`${aws:region}`, `${aws:accountId}`, `${strToBool(...)}`, fallbacks (`${opt:stage, 'dev'}`,
+`${opt:stage, self:provider.stage}`) and nesting. `${ssm:...}`, `${cf:...}`, `${s3:...}`
+and `${param:...}` need AWS: only their fallback is used. A value that cannot be resolved
+is a ConfigError naming the key and the variable. `${AWS::Region}` and other
+CloudFormation placeholders are left alone for `Fn::Sub`.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsgate.aws.cloudformation import (
-    DYNAMODB_TABLE,
-    LAMBDA_FUNCTION,
-    Intrinsics,
-    Pseudo,
-    load_document,
-    table_spec,
-)
-from wsgate.aws.spec import (
-    DEFAULT_REGION,
-    DEFAULT_ROUTE_SELECTION,
-    LOCAL_ACCOUNT_ID,
-    SERVERLESS_MEMORY_MB,
-    SERVERLESS_TIMEOUT_S,
-    FunctionSpec,
-    LambdaAppSpec,
-    RouteSpec,
-    TableSpec,
-    is_python_runtime,
-)
-from wsgate.core.routing import CONNECT, DISCONNECT
 from wsgate.exceptions import ConfigError
-
-log = logging.getLogger("wsgate.aws")
+from wsgate.offline.cloudformation import load_document
+from wsgate.offline.spec import DEFAULT_REGION, LOCAL_ACCOUNT_ID
 
 #: Sources a `${source:address}` may name. Others are CloudFormation placeholders.
 _SOURCES = frozenset(
@@ -154,7 +121,7 @@ def _source_of(part: tuple[str | _Quoted | _Var, ...]) -> str | None:
     return match.group(1) if match.group(1) in _SOURCES else None
 
 
-class _Resolver:
+class VariableResolver:
     """Serverless variables in one serverless.yml, resolved on demand."""
 
     def __init__(
@@ -380,179 +347,3 @@ class _Resolver:
             self._region = DEFAULT_REGION
             self._region = str(self.get("provider.region", DEFAULT_REGION))
         return self._region
-
-
-def _logical_function_id(key: str) -> str:
-    """The logical id the Serverless Framework gives a function's AWS::Lambda::Function."""
-    normalized = key[:1].upper() + key[1:]
-    return normalized.replace("-", "Dash").replace("_", "Underscore") + "LambdaFunction"
-
-
-def serverless_spec(
-    doc: Any, path: Path, *, stage: str | None = None, environ: Mapping[str, str] | None = None
-) -> LambdaAppSpec:
-    """The WebSocket functions of a parsed serverless.yml."""
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path.name}: expected a mapping at the top level")
-    r = _Resolver(doc, path, stage, os.environ if environ is None else environ)
-    service = r.get("service")
-    if isinstance(service, dict):
-        service = service.get("name")
-    if not isinstance(service, str) or not service:
-        raise r.error("service", "a service name is required")
-    stage_name = r.stage
-    region = r.region
-
-    synthetic: dict[str, dict[str, Any]] = {}
-    keys = r.keys("functions")
-    for key in keys:
-        name = r.get(f"functions.{key}.name") or f"{service}-{stage_name}-{key}"
-        synthetic[_logical_function_id(key)] = {
-            "Type": LAMBDA_FUNCTION,
-            "Properties": {"FunctionName": name},
-        }
-
-    def resource(name: str) -> Mapping[str, Any] | None:
-        if name in synthetic:
-            return synthetic[name]
-        node = r.walk(f"resources.Resources.{name}")
-        return node if isinstance(node, dict) else None
-
-    intrinsics = Intrinsics(
-        source=path.name,
-        resource=resource,
-        pseudo=Pseudo(region=region, stack_name=f"{service}-{stage_name}"),
-        variables=r.shallow,
-    )
-
-    provider_env = _environment(r, intrinsics, "provider.environment")
-    functions: list[FunctionSpec] = []
-    owners: dict[str, str] = {}
-    for key in keys:
-        routes = _websocket_routes(r, key)
-        if not routes:
-            continue
-        for route in routes:
-            if route.key in owners:
-                raise r.error(
-                    f"functions.{key}.events",
-                    f"route {route.key!r} is already handled by function {owners[route.key]!r}",
-                )
-            owners[route.key] = key
-        functions.append(
-            _function(r, intrinsics, key, routes, provider_env, f"{service}-{stage_name}-{key}")
-        )
-    if not functions:
-        raise ConfigError(f"{path.name}: no function has a websocket event")
-
-    tables: list[TableSpec] = []
-    for name in r.keys("resources.Resources"):
-        node = resource(name)
-        if (
-            node is not None
-            and r.shallow(node.get("Type"), f"resources.Resources.{name}.Type") == DYNAMODB_TABLE
-        ):
-            tables.append(table_spec(name, node, intrinsics))
-
-    return LambdaAppSpec(
-        name=str(r.get("provider.websocketsApiName") or f"{stage_name}-{service}-websockets"),
-        source=path,
-        route_selection=str(
-            r.get("provider.websocketsApiRouteSelectionExpression", DEFAULT_ROUTE_SELECTION)
-        ),
-        stage=stage_name,
-        region=region,
-        functions=tuple(functions),
-        tables=tuple(tables),
-    )
-
-
-def _websocket_routes(r: _Resolver, key: str) -> tuple[RouteSpec, ...]:
-    where = f"functions.{key}.events"
-    events = r.get(where, [])
-    if not isinstance(events, list):
-        raise r.error(where, "events must be a list")
-    routes: list[RouteSpec] = []
-    for index, event in enumerate(events):
-        if not isinstance(event, dict) or "websocket" not in event:
-            continue
-        config = event["websocket"]
-        at = f"{where}[{index}].websocket"
-        if isinstance(config, str):
-            routes.append(RouteSpec(config))
-            continue
-        if not isinstance(config, dict) or not isinstance(config.get("route"), str):
-            raise r.error(at, "expected a route key or a mapping with 'route'")
-        route = config["route"]
-        two_way = bool(config.get("routeResponseSelectionExpression"))
-        if config.get("authorizer"):
-            log.warning(
-                "%s: %s: authorizers are not run locally; every client is let in",
-                r.source,
-                at,
-            )
-        routes.append(RouteSpec(route, two_way and route not in (CONNECT, DISCONNECT)))
-    return tuple(routes)
-
-
-def _environment(r: _Resolver, intrinsics: Intrinsics, path: str) -> dict[str, str]:
-    raw = r.get(path, {})
-    if not isinstance(raw, dict):
-        raise r.error(path, f"environment must be a mapping, got {type(raw).__name__}")
-    return intrinsics.environment(raw, path)
-
-
-def _number(r: _Resolver, path: str, fallback_path: str, default: float) -> float:
-    value = r.get(path)
-    where = path
-    if value is None:
-        value, where = r.get(fallback_path), fallback_path
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise r.error(where, f"expected a number, got {value!r}") from None
-    if number <= 0:
-        raise r.error(where, f"must be positive, got {value!r}")
-    return int(number) if number.is_integer() else number
-
-
-def _function(
-    r: _Resolver,
-    intrinsics: Intrinsics,
-    key: str,
-    routes: tuple[RouteSpec, ...],
-    provider_env: Mapping[str, str],
-    default_name: str,
-) -> FunctionSpec:
-    base = f"functions.{key}"
-    runtime = r.get(f"{base}.runtime") or r.get("provider.runtime")
-    if runtime is None:
-        raise r.error(
-            base, f"function {key!r} has no runtime: set provider.runtime (e.g. python3.12)"
-        )
-    if not is_python_runtime(runtime):
-        raise r.error(
-            f"{base}.runtime",
-            f"function {key!r} uses runtime {runtime!r}; wsgate runs Python functions "
-            "(python3.x) only",
-        )
-    handler = r.get(f"{base}.handler")
-    if not isinstance(handler, str) or "." not in handler:
-        raise r.error(f"{base}.handler", f"function {key!r} needs a handler 'module.function'")
-    reserved = r.get(f"{base}.reservedConcurrency")
-    return FunctionSpec(
-        name=key,
-        function_name=str(r.get(f"{base}.name") or default_name),
-        handler=handler,
-        code_dir=r.path.parent.resolve(),
-        runtime=str(runtime),
-        environment={**provider_env, **_environment(r, intrinsics, f"{base}.environment")},
-        memory_size=int(
-            _number(r, f"{base}.memorySize", "provider.memorySize", SERVERLESS_MEMORY_MB)
-        ),
-        timeout=_number(r, f"{base}.timeout", "provider.timeout", SERVERLESS_TIMEOUT_S),
-        routes=routes,
-        reserved_concurrency=int(reserved) if reserved else None,
-    )

@@ -1,7 +1,7 @@
 """What `wsgate serve serverless.yml|template.yaml` runs: Lambda functions behind routes.
 
-Both loaders (`wsgate.aws.serverless`, `wsgate.aws.sam`) reduce their file to one
-`LambdaAppSpec`, so the runtime (`wsgate.aws.runtime`) does not care where it came from.
+Both loaders (`wsgate.offline.serverless`, `wsgate.offline.sam`) reduce their file to one
+`AppSpec`, so what runs it (`wsgate.offline.app`) does not care where it came from.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class FunctionSpec:
     #: Seconds an invocation may run before it is stopped (Lambda's function timeout).
     timeout: float
     routes: tuple[RouteSpec, ...]
-    #: ReservedConcurrentExecutions / reservedConcurrency: caps the worker pool.
+    #: ReservedConcurrentExecutions / reservedConcurrency: caps the function's processes.
     reserved_concurrency: int | None = None
 
 
@@ -68,8 +68,11 @@ class TableSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class LambdaAppSpec:
-    """A WebSocket API whose routes invoke Python Lambda functions."""
+class AppSpec:
+    """A serverless.yml service or a SAM app: routes that invoke Python Lambda functions.
+
+    `tables` are the DynamoDB tables it declares, to create on a local DynamoDB.
+    """
 
     name: str
     source: Path

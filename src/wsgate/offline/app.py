@@ -1,0 +1,182 @@
+"""Serve the Lambda functions of a serverless.yml or a SAM template on the local gateway.
+
+    with open_offline_app(Path("serverless.yml"), dynamodb_endpoint=URL) as offline_app:
+        async with serve(offline_app.app, stage=offline_app.stage) as server:
+            offline_app.attach(server.host, server.port)
+            ...
+
+`OfflineApp` turns an `AppSpec` into an `App` whose routes invoke the functions, each in
+its own function processes (`wsgate.offline.pool`). A route is an async function that
+hands the event to the function's pool, so the event loop never waits on a pipe. The
+function's result is the route's result, so the gateway's rules apply unchanged (a raised
+error becomes `Internal server error` or 502, two-way routes send `body`), with one
+addition for raw Lambda code: `$connect` returning `None` or a dict without `statusCode` is
+a malformed proxy response, 502, as REST APIs answer (docs/compatibility.md §4).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from wsgate.app import App
+from wsgate.core.events import Event
+from wsgate.core.routing import CONNECT
+from wsgate.exceptions import ConfigError, TargetError
+from wsgate.offline.cloudformation import load_document
+from wsgate.offline.environment import function_environment, gateway_origins, has_credentials
+from wsgate.offline.pool import DEFAULT_MAX_PROCESSES, FunctionError, FunctionPool
+from wsgate.offline.sam import sam_spec
+from wsgate.offline.serverless import serverless_spec
+from wsgate.offline.spec import AppSpec, FunctionSpec
+from wsgate.offline.tables import create_tables
+
+log = logging.getLogger("wsgate.offline")
+
+
+class OfflineApp:
+    """An AppSpec on the local gateway: the App to serve and the function processes behind it."""
+
+    def __init__(
+        self,
+        spec: AppSpec,
+        *,
+        dynamodb_endpoint: str | None = None,
+        max_processes: int = DEFAULT_MAX_PROCESSES,
+    ) -> None:
+        self.spec = spec
+        self.stage = spec.stage
+        self.dynamodb_endpoint = dynamodb_endpoint
+        self.origins: tuple[str, ...] = ()
+        self.dummy_credentials = not has_credentials()
+        self.pools = {
+            fn.name: FunctionPool(fn, _bind(self.environment, fn), max_processes)
+            for fn in spec.functions
+        }
+        self.app = App(route_selection=spec.route_selection, name=spec.name)
+        for fn in spec.functions:
+            for route in fn.routes:
+                self.app.add_route(
+                    route.key,
+                    _route_handler(self.pools[fn.name], route.key),
+                    return_response=route.two_way,
+                )
+
+    def attach(self, host: str, port: int) -> None:
+        """Give function processes started from now on the gateway's addresses (https rewrite)."""
+        self.origins = gateway_origins(host, port)
+
+    def pids(self) -> list[int]:
+        """The function processes alive now."""
+        return [pid for pool in self.pools.values() for pid in pool.pids()]
+
+    def close(self) -> None:
+        """Stop every function process (after the gateway stopped: $disconnect needs them)."""
+        for pool in self.pools.values():
+            pool.close()
+
+    def __enter__(self) -> OfflineApp:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def environment(self, fn: FunctionSpec) -> dict[str, str]:
+        """The environment `fn`'s next function process starts with."""
+        return function_environment(
+            fn,
+            region=self.spec.region,
+            origins=self.origins,
+            dummy_credentials=self.dummy_credentials,
+            dynamodb_endpoint=self.dynamodb_endpoint,
+        )
+
+
+def _bind(
+    environment: Callable[[FunctionSpec], dict[str, str]], fn: FunctionSpec
+) -> Callable[[], dict[str, str]]:
+    return lambda: environment(fn)
+
+
+def _route_handler(pool: FunctionPool, key: str) -> Callable[[Event, Any], Awaitable[Any]]:
+    async def invoke(event: Event, context: Any) -> Any:
+        request_id = str(getattr(context, "aws_request_id", "") or uuid.uuid4())
+        result = await pool.invoke(event, request_id)
+        if key == CONNECT and not (isinstance(result, dict) and "statusCode" in result):
+            raise FunctionError(
+                pool.spec.name,
+                {
+                    "errorType": "MalformedProxyResponse",
+                    "errorMessage": f"$connect returned {json.dumps(result)}: API Gateway needs "
+                    'a proxy response such as {"statusCode": 200}',
+                },
+            )
+        return result
+
+    invoke.__qualname__ = f"{pool.spec.function_name} ({pool.spec.handler})"
+    return invoke
+
+
+def load_app_spec(path: Path, *, stage: str | None = None) -> AppSpec:
+    """Read serverless.yml or a SAM/CloudFormation template (told apart by their content)."""
+    if not path.is_file():
+        raise TargetError(f"no such file: {path}")
+    doc = load_document(path)
+    if isinstance(doc, dict) and ("service" in doc or "provider" in doc):
+        return serverless_spec(doc, path, stage=stage)
+    if isinstance(doc, dict) and "Resources" in doc:
+        return sam_spec(doc, path, stage=stage)
+    raise ConfigError(
+        f"{path}: neither a serverless.yml (service, provider, functions) "
+        "nor a SAM/CloudFormation template (Resources)"
+    )
+
+
+def open_offline_app(
+    path: Path,
+    *,
+    stage: str | None = None,
+    dynamodb_endpoint: str | None = None,
+    max_processes: int = DEFAULT_MAX_PROCESSES,
+) -> OfflineApp:
+    """Load serverless.yml or template.yaml; create its DynamoDB tables at the endpoint.
+
+    `stage` None means the file's own (provider.stage, the template's Stage, else dev).
+    `dynamodb_endpoint` (or AWS_ENDPOINT_URL_DYNAMODB) points the handlers' DynamoDB at a
+    local one, and the tables under `Resources` are created there if missing. Call
+    `attach()` once the gateway listens, and `close()` after it stopped.
+    """
+    spec = load_app_spec(Path(path), stage=stage)
+    running = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    declared = sorted({fn.runtime for fn in spec.functions} - {running})
+    if declared:
+        log.warning(
+            "%s declares %s; its functions run on this interpreter, %s",
+            spec.source.name,
+            ", ".join(declared),
+            running,
+        )
+    endpoint = dynamodb_endpoint or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None
+    offline_app = OfflineApp(spec, dynamodb_endpoint=dynamodb_endpoint, max_processes=max_processes)
+    if endpoint and spec.tables:
+        created = create_tables(
+            spec.tables,
+            endpoint=endpoint,
+            region=spec.region,
+            dummy_credentials=offline_app.dummy_credentials,
+        )
+        for name in created:
+            log.info("created DynamoDB table %s at %s", name, endpoint)
+    return offline_app

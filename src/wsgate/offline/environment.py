@@ -1,0 +1,114 @@
+"""The environment a function process starts with, as Lambda would give it.
+
+Lambda's own variables (AWS_LAMBDA_FUNCTION_NAME, AWS_REGION, _HANDLER, ...) over the
+function's and the user's; placeholder credentials when the user has none, so botocore can
+sign its requests to the local gateway and a local DynamoDB; and the gateway's addresses,
+so the function process can send `https://{domainName}/...` to the gateway over http.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+
+from wsgate.offline.function_process import ORIGINS_VARIABLE
+from wsgate.offline.spec import FunctionSpec
+
+#: Credentials for function processes (and table creation) when the user has none.
+DUMMY_ACCESS_KEY_ID = "wsgate-local"
+DUMMY_SECRET_ACCESS_KEY = "wsgate-local"
+
+
+def function_environment(
+    fn: FunctionSpec,
+    *,
+    region: str,
+    origins: tuple[str, ...],
+    dummy_credentials: bool,
+    dynamodb_endpoint: str | None,
+) -> dict[str, str]:
+    """A function process's environment: the user's, the function's, then Lambda's own.
+
+    `origins` are the gateway's `host:port` authorities (see `gateway_origins`);
+    `dummy_credentials` gives botocore something to sign with when the user has none.
+    """
+    env = dict(os.environ)
+    env.update(fn.environment)
+    env.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.function_name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": (
+                f"{time.strftime('%Y/%m/%d', time.gmtime())}/[$LATEST]{uuid.uuid4().hex}"
+            ),
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{fn.runtime}",
+            "_HANDLER": fn.handler,
+            "LAMBDA_TASK_ROOT": str(fn.code_dir),
+            "TZ": "UTC",
+            ORIGINS_VARIABLE: ",".join(origins),
+        }
+    )
+    if dummy_credentials and "AWS_ACCESS_KEY_ID" not in fn.environment:
+        env["AWS_ACCESS_KEY_ID"] = DUMMY_ACCESS_KEY_ID
+        env["AWS_SECRET_ACCESS_KEY"] = DUMMY_SECRET_ACCESS_KEY
+    if dynamodb_endpoint:
+        env["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_endpoint
+    return env
+
+
+def gateway_origins(host: str, port: int) -> tuple[str, ...]:
+    """The `host:port` values a handler may find in `domainName` for a gateway on host:port."""
+    wildcard = host in ("", "0.0.0.0", "::")
+    hosts = {host} if not wildcard else set()
+    try:
+        loopback = wildcard or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        hosts |= {"127.0.0.1", "localhost", "::1"}
+    if wildcard:
+        try:
+            name = socket.gethostname()
+            hosts |= {name, *socket.gethostbyname_ex(name)[2]}
+        except OSError:
+            pass
+    origins = {f"[{h}]:{port}" if ":" in h else f"{h}:{port}" for h in hosts}
+    if port in (80, 443):
+        origins |= {f"[{h}]" if ":" in h else h for h in hosts}
+    return tuple(sorted(origins))
+
+
+def has_credentials(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the user's environment provides AWS credentials (without asking any server).
+
+    Environment variables, profiles, shared credentials and config files count; instance
+    and container metadata are not queried.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("AWS_ACCESS_KEY_ID") or environ.get("AWS_PROFILE"):
+        return True
+    if environ.get("AWS_WEB_IDENTITY_TOKEN_FILE") or environ.get(
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+    ):
+        return True
+    try:
+        import botocore.credentials
+        import botocore.session
+    except ImportError:
+        return False
+    try:
+        resolver = botocore.credentials.create_credential_resolver(botocore.session.Session())
+        for name in ("container-role", "iam-role", "custom-process"):
+            resolver.remove(name)
+        return resolver.load_credentials() is not None
+    except Exception:  # a broken profile: let botocore report it in the handler
+        return False

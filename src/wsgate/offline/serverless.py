@@ -1,0 +1,225 @@
+"""serverless.yml -> AppSpec: the functions with `websocket` events, as deployed.
+
+What is read, and how the Serverless Framework (v3) would read it:
+
+- `functions.<key>` with `events: [- websocket: $connect]` (short form) or
+  `- websocket: {route: X, routeResponseSelectionExpression: $default}` (long form; the
+  route response makes the route two-way). Functions without websocket events are skipped.
+- `provider.websocketsApiRouteSelectionExpression` (default `$request.body.action`),
+  `provider.websocketsApiName`, `provider.region` (default us-east-1), `provider.stage`.
+- `runtime`, `memorySize` (default 1024), `timeout` (default 6 s), `environment` (merged
+  over `provider.environment`), `name` (default `{service}-{stage}-{key}`),
+  `reservedConcurrency`: function first, then provider.
+- `resources.Resources`: `AWS::DynamoDB::Table`s, to create locally and to resolve `Ref`s.
+
+Serverless variables (`${self:...}`, `${opt:stage}`, `${env:...}`, `${file(...)}`, ...) are
+resolved by `wsgate.offline.variables`, lazily and only in the keys above; CloudFormation
+`Ref` and `Fn::*` in environment values are evaluated by `wsgate.offline.cloudformation`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from wsgate.core.routing import CONNECT, DISCONNECT
+from wsgate.exceptions import ConfigError
+from wsgate.offline.cloudformation import (
+    DYNAMODB_TABLE,
+    LAMBDA_FUNCTION,
+    Intrinsics,
+    Pseudo,
+    table_spec,
+)
+from wsgate.offline.spec import (
+    DEFAULT_ROUTE_SELECTION,
+    SERVERLESS_MEMORY_MB,
+    SERVERLESS_TIMEOUT_S,
+    AppSpec,
+    FunctionSpec,
+    RouteSpec,
+    TableSpec,
+    is_python_runtime,
+)
+from wsgate.offline.variables import VariableResolver
+
+log = logging.getLogger("wsgate.offline")
+
+
+def _logical_function_id(key: str) -> str:
+    """The logical id the Serverless Framework gives a function's AWS::Lambda::Function."""
+    normalized = key[:1].upper() + key[1:]
+    return normalized.replace("-", "Dash").replace("_", "Underscore") + "LambdaFunction"
+
+
+def serverless_spec(
+    doc: Any, path: Path, *, stage: str | None = None, environ: Mapping[str, str] | None = None
+) -> AppSpec:
+    """The WebSocket functions of a parsed serverless.yml."""
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path.name}: expected a mapping at the top level")
+    r = VariableResolver(doc, path, stage, os.environ if environ is None else environ)
+    service = r.get("service")
+    if isinstance(service, dict):
+        service = service.get("name")
+    if not isinstance(service, str) or not service:
+        raise r.error("service", "a service name is required")
+    stage_name = r.stage
+    region = r.region
+
+    synthetic: dict[str, dict[str, Any]] = {}
+    keys = r.keys("functions")
+    for key in keys:
+        name = r.get(f"functions.{key}.name") or f"{service}-{stage_name}-{key}"
+        synthetic[_logical_function_id(key)] = {
+            "Type": LAMBDA_FUNCTION,
+            "Properties": {"FunctionName": name},
+        }
+
+    def resource(name: str) -> Mapping[str, Any] | None:
+        if name in synthetic:
+            return synthetic[name]
+        node = r.walk(f"resources.Resources.{name}")
+        return node if isinstance(node, dict) else None
+
+    intrinsics = Intrinsics(
+        source=path.name,
+        resource=resource,
+        pseudo=Pseudo(region=region, stack_name=f"{service}-{stage_name}"),
+        variables=r.shallow,
+    )
+
+    provider_env = _environment(r, intrinsics, "provider.environment")
+    functions: list[FunctionSpec] = []
+    owners: dict[str, str] = {}
+    for key in keys:
+        routes = _websocket_routes(r, key)
+        if not routes:
+            continue
+        for route in routes:
+            if route.key in owners:
+                raise r.error(
+                    f"functions.{key}.events",
+                    f"route {route.key!r} is already handled by function {owners[route.key]!r}",
+                )
+            owners[route.key] = key
+        functions.append(
+            _function(r, intrinsics, key, routes, provider_env, f"{service}-{stage_name}-{key}")
+        )
+    if not functions:
+        raise ConfigError(f"{path.name}: no function has a websocket event")
+
+    tables: list[TableSpec] = []
+    for name in r.keys("resources.Resources"):
+        node = resource(name)
+        if (
+            node is not None
+            and r.shallow(node.get("Type"), f"resources.Resources.{name}.Type") == DYNAMODB_TABLE
+        ):
+            tables.append(table_spec(name, node, intrinsics))
+
+    return AppSpec(
+        name=str(r.get("provider.websocketsApiName") or f"{stage_name}-{service}-websockets"),
+        source=path,
+        route_selection=str(
+            r.get("provider.websocketsApiRouteSelectionExpression", DEFAULT_ROUTE_SELECTION)
+        ),
+        stage=stage_name,
+        region=region,
+        functions=tuple(functions),
+        tables=tuple(tables),
+    )
+
+
+def _websocket_routes(r: VariableResolver, key: str) -> tuple[RouteSpec, ...]:
+    where = f"functions.{key}.events"
+    events = r.get(where, [])
+    if not isinstance(events, list):
+        raise r.error(where, "events must be a list")
+    routes: list[RouteSpec] = []
+    for index, event in enumerate(events):
+        if not isinstance(event, dict) or "websocket" not in event:
+            continue
+        config = event["websocket"]
+        at = f"{where}[{index}].websocket"
+        if isinstance(config, str):
+            routes.append(RouteSpec(config))
+            continue
+        if not isinstance(config, dict) or not isinstance(config.get("route"), str):
+            raise r.error(at, "expected a route key or a mapping with 'route'")
+        route = config["route"]
+        two_way = bool(config.get("routeResponseSelectionExpression"))
+        if config.get("authorizer"):
+            log.warning(
+                "%s: %s: authorizers are not run locally; every client is let in",
+                r.source,
+                at,
+            )
+        routes.append(RouteSpec(route, two_way and route not in (CONNECT, DISCONNECT)))
+    return tuple(routes)
+
+
+def _environment(r: VariableResolver, intrinsics: Intrinsics, path: str) -> dict[str, str]:
+    raw = r.get(path, {})
+    if not isinstance(raw, dict):
+        raise r.error(path, f"environment must be a mapping, got {type(raw).__name__}")
+    return intrinsics.environment(raw, path)
+
+
+def _number(r: VariableResolver, path: str, fallback_path: str, default: float) -> float:
+    value = r.get(path)
+    where = path
+    if value is None:
+        value, where = r.get(fallback_path), fallback_path
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise r.error(where, f"expected a number, got {value!r}") from None
+    if number <= 0:
+        raise r.error(where, f"must be positive, got {value!r}")
+    return int(number) if number.is_integer() else number
+
+
+def _function(
+    r: VariableResolver,
+    intrinsics: Intrinsics,
+    key: str,
+    routes: tuple[RouteSpec, ...],
+    provider_env: Mapping[str, str],
+    default_name: str,
+) -> FunctionSpec:
+    base = f"functions.{key}"
+    runtime = r.get(f"{base}.runtime") or r.get("provider.runtime")
+    if runtime is None:
+        raise r.error(
+            base, f"function {key!r} has no runtime: set provider.runtime (e.g. python3.12)"
+        )
+    if not is_python_runtime(runtime):
+        raise r.error(
+            f"{base}.runtime",
+            f"function {key!r} uses runtime {runtime!r}; wsgate runs Python functions "
+            "(python3.x) only",
+        )
+    handler = r.get(f"{base}.handler")
+    if not isinstance(handler, str) or "." not in handler:
+        raise r.error(f"{base}.handler", f"function {key!r} needs a handler 'module.function'")
+    reserved = r.get(f"{base}.reservedConcurrency")
+    return FunctionSpec(
+        name=key,
+        function_name=str(r.get(f"{base}.name") or default_name),
+        handler=handler,
+        code_dir=r.path.parent.resolve(),
+        runtime=str(runtime),
+        environment={**provider_env, **_environment(r, intrinsics, f"{base}.environment")},
+        memory_size=int(
+            _number(r, f"{base}.memorySize", "provider.memorySize", SERVERLESS_MEMORY_MB)
+        ),
+        timeout=_number(r, f"{base}.timeout", "provider.timeout", SERVERLESS_TIMEOUT_S),
+        routes=routes,
+        reserved_concurrency=int(reserved) if reserved else None,
+    )
