@@ -1,5 +1,5 @@
 """`python -m wsgate.bench`: the same command as `wsgate bench`."""
 
-from wsgate.cli.bench import bench
+from wsgate.bench.command import bench
 
 bench(auto_envvar_prefix="WSGATE_BENCH")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from wsgate import __version__
-from wsgate.cli.bench import bench
+from wsgate.bench.command import bench
 from wsgate.cli.connect import connect
 from wsgate.cli.connections import connections
 from wsgate.cli.deploy import deploy, template
