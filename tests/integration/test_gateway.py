@@ -725,3 +725,38 @@ def test_handlers_run_in_a_task_from_their_first_line() -> None:
     with run_gateway(app) as server, ws_connect(server.url) as ws:
         ws.send("hello")
         assert recv(ws) == "in a task"
+
+
+def _deep(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _circular() -> dict[str, Any]:
+    value: dict[str, Any] = {"statusCode": 200}
+    value["self"] = value
+    return value
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        pytest.param({"body": "x" * (1024 * 1024)}, id="1MB"),
+        pytest.param(float("nan"), id="nan"),
+        pytest.param({"body": _deep(100_000)}, id="deep"),
+        pytest.param(_circular(), id="circular"),
+    ],
+)
+def test_route_response_api_gateway_cannot_send_is_internal_server_error(result: Any) -> None:
+    """A two-way reply over 128 KB, with NaN, too deep or circular gets the error frame
+    (docs/compatibility.md §4.2), and the connection goes on."""
+    app = App()
+    app.route("bad", return_response=True)(lambda event, context: result)
+    app.route("ok", return_response=True)(lambda event, context: {"body": "fine"})
+    with run_gateway(app) as server, ws_connect(server.url) as ws:
+        ws.send(json.dumps({"action": "bad"}))
+        assert json.loads(recv(ws))["message"] == "Internal server error"
+        ws.send(json.dumps({"action": "ok"}))
+        assert recv(ws) == "fine"

@@ -12,6 +12,7 @@ from wsgate.core.responses import (
     ENDPOINT_TIMED_OUT,
     FORBIDDEN,
     INTERNAL_SERVER_ERROR,
+    ReplyError,
     connect_decision,
     error_frame,
     outbound_frame,
@@ -204,3 +205,58 @@ def test_outbound_frame_counts_bytes_not_characters() -> None:
     with pytest.raises(PayloadTooLargeError) as caught:
         outbound_frame("ééé", 5)
     assert (caught.value.size, caught.value.limit) == (6, 5)
+
+
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _circular() -> dict[str, Any]:
+    value: dict[str, Any] = {"statusCode": 200}
+    value["self"] = value
+    return value
+
+
+@pytest.mark.parametrize(
+    ("result", "problem"),
+    [
+        ("x" * (128 * 1024 - 1), "131073 bytes"),  # its JSON text: 2 quotes more
+        ({"body": "x" * (1024 * 1024)}, "1048576 bytes"),
+        ({"body": "é" * (64 * 1024 + 1)}, "131074 bytes"),  # counted in UTF-8 bytes
+        ({"body": ["x" * (128 * 1024)]}, "131076 bytes"),
+        (
+            {
+                "body": base64.b64encode(b"\xff" * (128 * 1024 + 1)).decode(),
+                "isBase64Encoded": True,
+            },
+            "131073 bytes",
+        ),
+        (float("nan"), "NaN"),
+        ({"body": float("inf")}, "Infinity"),
+        ({"statusCode": float("nan"), "body": "ok"}, "NaN"),
+        (_nested(100_000), "nested"),
+        ({"body": _nested(100_000)}, "nested"),
+        (_circular(), "a circular reference"),
+        ({"body": _circular()}, "a circular reference"),
+        ({"body": "\ud800"}, "UTF-8"),
+        ({1j: "complex key", "body": "ok"}, "not JSON"),
+        (object(), "not JSON"),
+    ],
+)
+def test_route_reply_refuses_what_api_gateway_cannot_send(result: Any, problem: str) -> None:
+    """Over 128 KB, NaN, too deep, circular or not JSON: ReplyError, which the gateway
+    answers with the `Internal server error` frame (it catches ValueError)."""
+    with pytest.raises(ReplyError, match=problem) as info:
+        route_reply(result)
+    assert isinstance(info.value, ValueError)
+
+
+def test_route_reply_limit_is_the_message_limit() -> None:
+    """A reply of exactly the limit is sent; the limit can be set (`--max-message-bytes`)."""
+    assert route_reply({"body": "x" * (128 * 1024)}) == "x" * (128 * 1024)
+    assert route_reply({"body": "x" * 10}, 10) == "x" * 10
+    with pytest.raises(ReplyError, match="11 bytes is over the 10-byte"):
+        route_reply({"body": "x" * 11}, 10)

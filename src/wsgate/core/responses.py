@@ -2,7 +2,8 @@
 
 Pure. `$connect`: a Lambda proxy response decides the handshake (spec section 4.1).
 Message routes: the result is sent back only on routes with a route response (two-way),
-as the `body` of a proxy response, else as JSON (section 4.2).
+as the `body` of a proxy response, else as JSON (section 4.2), and only if API Gateway could
+send it: JSON (as Lambda marshals a result) and within the 128 KB message quota.
 """
 
 from __future__ import annotations
@@ -13,12 +14,24 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from wsgate.core.limits import Limits
 from wsgate.exceptions import PayloadTooLargeError
 
 #: Texts of the error frames API Gateway sends on the client's socket (spec section 2.4).
 FORBIDDEN = "Forbidden"
 INTERNAL_SERVER_ERROR = "Internal server error"
 ENDPOINT_TIMED_OUT = "Endpoint request timed out"
+
+#: The most a two-way route sends back unless told otherwise: API Gateway's message quota.
+DEFAULT_REPLY_LIMIT = Limits().max_message_bytes
+
+
+class ReplyError(ValueError):
+    """A two-way route's result API Gateway could not send: not JSON, or over the limit.
+
+    A ValueError, like the one Lambda's runtime turns into `Runtime.MarshalError` for a
+    result it cannot serialise: the caller gets the `Internal server error` frame instead.
+    """
 
 
 def outbound_frame(data: Any, limit: int) -> tuple[bool, bytes]:
@@ -95,27 +108,60 @@ def connect_decision(result: Any) -> ConnectDecision:
     return ConnectDecision(status, subprotocol)
 
 
-def route_reply(result: Any) -> str | bytes:
+def route_reply(result: Any, limit: int = DEFAULT_REPLY_LIMIT) -> str | bytes:
     """The frame a two-way route sends back for a handler result.
 
     A dict is a proxy response: its `body` is sent (an empty message if there is none, as
     observed on AWS); `isBase64Encoded` bodies are decoded, then sent as text if UTF-8.
     Any other value is sent as its JSON text, the way Lambda serialises it.
+    Raises ReplyError for a result that is not strict JSON (NaN, Infinity, a circular
+    reference, nesting deeper than Python can serialise, other types) or a reply over
+    `limit` bytes: API Gateway never sees such a result, or refuses to send it.
     """
-    if isinstance(result, dict):
-        body = result.get("body")
-        if body is None:
-            return ""
-        if not isinstance(body, str):
-            return json.dumps(body)
-        if result.get("isBase64Encoded") is True:
-            try:
-                raw = base64.b64decode(body, validate=True)
-            except (binascii.Error, ValueError):
-                return body
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return raw
-        return body
-    return json.dumps(result)
+    if not isinstance(result, dict):
+        return _within(_json(result), limit)
+    # Lambda marshals the whole result before API Gateway reads its body.
+    _json({key: value for key, value in result.items() if key != "body"})
+    body = result.get("body")
+    if body is None:
+        return ""
+    if not isinstance(body, str):
+        return _within(_json(body), limit)
+    if result.get("isBase64Encoded") is True:
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return _within(body, limit)
+        try:
+            return _within(raw.decode("utf-8"), limit)
+        except UnicodeDecodeError:
+            return _within(raw, limit)
+    return _within(body, limit)
+
+
+def _json(value: Any) -> str:
+    """`value` as strict JSON text, or ReplyError saying why it has none."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except RecursionError:
+        raise ReplyError("the result is nested too deeply to serialise as JSON") from None
+    except ValueError as exc:
+        problem = (
+            "a circular reference"
+            if "Circular" in str(exc)
+            else "NaN or Infinity, which JSON has no form for"
+        )
+        raise ReplyError(f"the result is not JSON: it holds {problem}") from exc
+    except TypeError as exc:
+        raise ReplyError(f"the result is not JSON: {exc}") from exc
+
+
+def _within(reply: str | bytes, limit: int) -> str | bytes:
+    """`reply` unchanged if it fits in `limit` bytes (UTF-8 for text), else ReplyError."""
+    try:
+        size = len(reply) if isinstance(reply, bytes) else len(reply.encode())
+    except UnicodeEncodeError as exc:
+        raise ReplyError(f"the reply is not UTF-8 text: {exc.reason}") from exc
+    if size > limit:
+        raise ReplyError(f"the reply of {size} bytes is over the {limit}-byte message limit")
+    return reply
