@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
@@ -320,6 +322,17 @@ def test_sqlite_second_store_on_same_file_refused(tmp_path: Path) -> None:
         await third.close()
 
     asyncio.run(scenario())
+
+
+def test_sqlite_store_imports_without_fcntl() -> None:
+    """The default store's module imports where `fcntl` does not exist, as on Windows.
+
+    This checks the import only (fcntl is imported when a lock is taken, msvcrt's locking
+    is used on Windows); it does not show that Windows locking works.
+    """
+    code = "import sys; sys.modules['fcntl'] = None; import wsgate.store.sqlite"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_sqlite_uses_wal(tmp_path: Path) -> None:

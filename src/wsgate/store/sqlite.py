@@ -15,10 +15,10 @@ file stays the durable copy, and what `wsgate connections` and other readers see
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
 import os
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +50,48 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS subscriptions_by_connection ON subscriptions (connection_id, topic);
 """
+
+
+#: Windows locks are mandatory (a locked byte cannot be read by others), so the lock is on a
+#: byte past the pid written at the start of the file, which a refused gateway reads.
+_LOCKED_BYTE = 64
+
+
+def _lock_exclusively(file: IO[str]) -> bool:
+    """Lock `file` for this process without waiting; False if another one holds it.
+
+    flock on POSIX, msvcrt.locking on Windows: each imported on its own platform only, so
+    the module loads on both.
+    """
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(file.fileno(), _LOCKED_BYTE, os.SEEK_SET)
+        try:
+            msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock(file: IO[str]) -> None:
+    """Release the lock `_lock_exclusively` took (before the file closes, as Windows asks)."""
+    if sys.platform == "win32":
+        import msvcrt
+
+        os.lseek(file.fileno(), _LOCKED_BYTE, os.SEEK_SET)
+        msvcrt.locking(file.fileno(), msvcrt.LK_UNLCK, 1)
+        return
+    import fcntl
+
+    fcntl.flock(file, fcntl.LOCK_UN)
 
 
 class SQLiteStore:
@@ -136,16 +178,14 @@ class SQLiteStore:
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
         lock_file = open(lock_path, "a+")
-        try:
-            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _lock_exclusively(lock_file):
             lock_file.seek(0)
             owner = lock_file.read().strip() or "another process"
             lock_file.close()
             raise StoreError(
                 f"sqlite store {self.path} is in use by another gateway (pid {owner}); "
                 "give each gateway its own file"
-            ) from None
+            )
         lock_file.seek(0)
         lock_file.truncate()
         lock_file.write(str(os.getpid()))
@@ -188,6 +228,7 @@ class SQLiteStore:
             self._executor.shutdown(wait=True)
             self._executor = None
         if self._lock_file is not None:
+            _unlock(self._lock_file)
             self._lock_file.close()
             self._lock_file = None
 
