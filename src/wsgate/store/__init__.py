@@ -24,14 +24,14 @@ def open_store(url: str) -> Store:
       (default AWS_REGION, AWS_DEFAULT_REGION, then us-east-1), `create=true` (create the
       table if it is missing). Needs boto3: `pip install 'wsgate[aws]'`;
     - `redis://[:PASSWORD@]HOST[:PORT][/DB]`, `rediss://...` (TLS),
-      `redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE[/DB]` (the master a
-      Sentinel names, followed across failovers): shared by every gateway node that uses
-      the same server and prefix. The password may come from WSGATE_REDIS_PASSWORD instead
-      of the URL. Options: `prefix` (default `wsgate`: keys are `{wsgate}:...`, so several
-      deployments can share one server), and redis-py's `socket_timeout`,
-      `socket_connect_timeout`, `max_connections`, `ssl_ca_certs`, `ssl_cert_reqs`,
-      `ssl_certfile`, `ssl_keyfile`, `ssl_check_hostname`. Needs redis-py:
-      `pip install 'wsgate[redis]'`.
+      `redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE[/DB]` (the master the
+      Sentinels name, followed across failovers; the password is the master's): shared by
+      every gateway node that uses the same server and prefix. The password may come from
+      WSGATE_REDIS_PASSWORD instead of the URL. Options: `prefix` (default `wsgate`: keys
+      are `{wsgate}:...`, so several deployments can share one server), and redis-py's
+      `socket_timeout`, `socket_connect_timeout`, `max_connections`, `ssl_ca_certs`,
+      `ssl_cert_reqs`, `ssl_certfile`, `ssl_keyfile`, `ssl_check_hostname`. Needs
+      redis-py: `pip install 'wsgate[redis]'`.
     """
     parts = urlsplit(url)
     if parts.scheme == "memory":

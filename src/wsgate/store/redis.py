@@ -3,12 +3,13 @@
     store = open_store("redis://127.0.0.1:6379/0?prefix=wsgate")
     store = RedisStore("rediss://:PASSWORD@redis.example:6380", node="gw-1")
 
-Layout. Every key starts with the hash-tagged prefix `{PREFIX}:` (`{wsgate}:` by default):
+Layout. Every key starts with the hash-tagged prefix `{P}:`, P being the URL's `prefix`
+(`{wsgate}:` by default):
 
 | key | type | holds |
 | --- | --- | --- |
-| `{P}:conn:ID` | hash | the record: connectedAt, lastActiveAt, sourceIp, userAgent, stage, |
-| | | domainName, node, authorizer (JSON); absent optional fields are absent |
+| `{P}:conn:ID` | hash | the record: connectedAt, lastActiveAt, sourceIp, stage, domainName, |
+| | | node; userAgent and authorizer (JSON) only when set |
 | `{P}:conns` | set | every connection id |
 | `{P}:node:NODE` | set | ids of the connections NODE holds |
 | `{P}:nodes` | set | nodes that hold at least one connection |
@@ -27,16 +28,18 @@ in the same step; `touch` writes lastActiveAt for many ids in one round trip and
 records that exist, so it never brings back a removed connection; replacing a record that
 moved to another node moves its subscriptions with it.
 
-Cluster. All keys of one prefix share the hash tag `{PREFIX}`, so they live in one slot and
-a script may touch any of them. Each script declares `{P}:conns` as its key, which routes
-it to that slot; the other keys it builds from the prefix are in the same slot (the tests
-check that every key the store writes hashes to the slot of `{P}:conns`). The store itself
-connects to one server (or the master a Sentinel names); it does not speak the cluster
-protocol. One prefix is one slot: to spread load over shards, run deployments with
-different prefixes.
+Cluster. All keys of one prefix share the hash tag `{P}`, so they live in one slot and a
+script may touch any of them. Each script declares `{P}:conns` as its key, which routes it
+to that slot; the other keys it builds from the prefix are in the same slot. What is
+checked (tests/integration/test_store_redis.py): every key the store writes starts with
+`{P}:` and hashes (CRC16, as Redis Cluster does) to the slot of `{P}:conns`. What is not:
+running against a Redis Cluster, since the store connects to one server (or the master
+the Sentinels name) and does not speak the cluster protocol. One prefix is one slot.
 
-Heartbeats are entries of a sorted set scored by expiry on Redis' own clock (`TIME`), not
-keys with a TTL, so `live_nodes()` is one read and the gateway nodes' clocks never matter.
+Heartbeats are entries of a sorted set scored by their expiry on Redis' own clock (`TIME`)
+rather than one key with a TTL per node, so `live_nodes()` is one read, not a scan, and the
+gateway nodes' clocks never matter. Each heartbeat forgets the entries that have expired;
+a dead node is one in `nodes()` but not in `live_nodes()`.
 
 Reconnecting. redis-py retries a command on a fresh connection when the old one broke
 (a restarted or failed-over server), and reloads a script the server forgot; the store
@@ -408,9 +411,10 @@ class RedisStore:
         two callers at once each drop a share and none fails. Idempotent."""
         dropped = 0
         while True:
+            # Each run takes up to a batch of ids off the node's set: the loop ends.
             batch, left = await self._run("purge", node, PURGE_BATCH)
             dropped += int(batch)
-            if not left or not batch:
+            if not left:
                 return dropped
 
     async def heartbeat(self, node: str, ttl_seconds: float) -> None:
