@@ -1,32 +1,16 @@
-"""`wsgate serve [TARGET]`: run an app on the local gateway."""
+"""`wsgate serve [TARGET]`: options in, one `ServeConfig` out, `wsgate.server.run` does the rest."""
 
 from __future__ import annotations
 
-import logging
-import shlex
 import sys
-from pathlib import Path
 
 import click
 from click.core import ParameterSource
 
-from wsgate.app import App
 from wsgate.core.limits import Limits
-from wsgate.exceptions import WsgateError
+from wsgate.exceptions import ConfigError, WsgateError
+from wsgate.server.runner import ServeConfig, run
 from wsgate.store import DEFAULT_STORE_URL
-
-#: TARGETs that are Lambda functions described by serverless.yml or a SAM template.
-CONFIG_SUFFIXES = (".yml", ".yaml", ".json")
-
-
-def _load(target: str | None) -> App:
-    if target is None:
-        from wsgate.demo import app
-
-        return app
-    from wsgate.importer import load_app
-
-    return load_app(target)
 
 
 @click.command()
@@ -87,8 +71,6 @@ def _load(target: str | None) -> App:
     help="Processes sharing the port (one per core); each holds its own connections and "
     "they deliver to each other's.",
 )
-@click.option("--worker", "worker_spec", hidden=True, help="K/N: set by --workers, for a worker.")
-@click.option("--worker-dir", hidden=True, type=click.Path(), help="Set by --workers.")
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
@@ -111,148 +93,40 @@ def serve(
     dynamodb_endpoint: str | None,
     reload: bool,
     workers: int,
-    worker_spec: str | None,
-    worker_dir: str | None,
     log_level: str,
 ) -> None:
     """Serve TARGET (path.py, path.py:app, module:app, serverless.yml or a SAM template.yaml);
     no TARGET serves the demo app."""
-    if reload:
-        if workers > 1:
-            raise click.UsageError("--reload runs one process; leave out --workers")
-        _serve_with_reload(target)
-        return
-    if workers > 1:
-        if lambda_mode or (target is not None and target.endswith(CONFIG_SUFFIXES)):
-            raise click.UsageError("--workers serves Python apps on the gateway (not --lambda)")
-        from wsgate.server.workers import supervise
-
-        args = _without_option(sys.argv[sys.argv.index("serve") + 1 :], "--workers")
-        try:
-            code = supervise(workers, args, host=host, port=port, store=store)
-        except WsgateError as exc:
-            raise click.ClickException(str(exc)) from exc
-        sys.exit(code)
-    peers = None
-    if worker_spec is not None and worker_dir is not None:
-        from wsgate.server.peers import Peers
-
-        worker, _, count = worker_spec.partition("/")
-        peers = Peers(int(worker), int(count), Path(worker_dir))
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    functions = None
+    # Without --stage a serverless.yml/SAM file's own stage is used.
+    stage_given = click.get_current_context().get_parameter_source("stage")
     try:
-        if target is not None and target.endswith(CONFIG_SUFFIXES):
-            if lambda_mode:
-                raise click.UsageError("--lambda is for Python apps; these are Lambda functions")
-            from wsgate.offline.app import open_offline_app
-
-            # Without --stage the file's own stage is used (provider.stage, the Stage resource).
-            stage_given = click.get_current_context().get_parameter_source("stage")
-            functions = open_offline_app(
-                Path(target),
-                stage=None if stage_given is ParameterSource.DEFAULT else stage,
-                dynamodb_endpoint=dynamodb_endpoint,
-            )
-            app, stage = functions.app, functions.stage
-        else:
-            app = _load(target)
-        limits = Limits(
-            idle_timeout=idle_timeout,
-            max_connection_duration=max_duration,
-            handler_timeout=handler_timeout,
-            max_message_bytes=max_message_bytes,
-            max_frame_bytes=max_frame_bytes,
-        )
-    except (WsgateError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    from wsgate.server.runner import Server, run
-
-    served, gateway_store = app, store
-    if lambda_mode:
-        from wsgate.aws.lambda_handler import LambdaAdapter
-        from wsgate.store import open_store
-
-        try:
-            adapter = LambdaAdapter(
-                app, open_store(store), management_endpoint="http://{domainName}/{stage}"
-            )
-        except WsgateError as exc:
-            raise click.ClickException(str(exc)) from exc
-        # The gateway only holds sockets; the app's state lives in the adapter's store.
-        served, gateway_store = adapter.as_app(), "memory://"
-
-    def ready(server: Server) -> None:
-        if functions is not None:
-            functions.attach(server.host, server.port)
-        if peers is not None and peers.worker > 0:
-            return  # worker 0 speaks for all
-        click.echo(
-            f"wsgate: serving {app.name} ({len(app.routes)} routes, "
-            f"selection {app.route_selection}) with store {store}"
-            f"{' in Lambda mode' if lambda_mode else ''}"
-            f"{f' on {peers.count} workers' if peers is not None else ''}\n"
-            f"  WebSocket:  {server.url}\n"
-            f"  @connections: {server.management_url}/@connections\n"
-            "Press Ctrl+C to stop.",
-            err=True,
-        )
-
-    try:
-        run(
-            served,
-            on_ready=ready,
+        config = ServeConfig(
+            target=target,
             host=host,
             port=port,
-            stage=stage,
-            store=gateway_store,
-            limits=limits,
+            stage=None if stage_given is ParameterSource.DEFAULT else stage,
+            store=store,
+            limits=Limits(
+                idle_timeout=idle_timeout,
+                max_connection_duration=max_duration,
+                handler_timeout=handler_timeout,
+                max_message_bytes=max_message_bytes,
+                max_frame_bytes=max_frame_bytes,
+            ),
             allow_remote_management=allow_remote_management,
-            peers=peers,
-            stop_when_closed=sys.stdin.fileno() if peers is not None else None,
+            lambda_mode=lambda_mode,
+            dynamodb_endpoint=dynamodb_endpoint,
+            reload=reload,
+            workers=workers,
+            log_level=log_level,
         )
+        config.check()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except ValueError as exc:  # a limit out of range
+        raise click.ClickException(str(exc)) from exc
+    try:
+        code = run(config)
     except WsgateError as exc:
         raise click.ClickException(str(exc)) from exc
-    finally:
-        if functions is not None:
-            functions.close()  # after the gateway stopped: $disconnect ran in the workers
-
-
-def _without_option(args: list[str], name: str) -> list[str]:
-    """`args` without `name VALUE` or `name=VALUE`."""
-    kept: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-        elif arg == name:
-            skip = True
-        elif not arg.startswith(name + "="):
-            kept.append(arg)
-    return kept
-
-
-def _serve_with_reload(target: str | None) -> None:
-    """Run `wsgate serve` (without --reload) in a child and restart it on .py changes."""
-    import watchfiles
-
-    args = [arg for arg in sys.argv[1:] if arg != "--reload"]
-    command = shlex.join([sys.executable, "-m", "wsgate", *args])
-    location = (target or "").partition(":")[0]
-    watched = (
-        Path(location).resolve().parent
-        if location.endswith((".py", *CONFIG_SUFFIXES))
-        else Path.cwd()
-    )
-    click.echo(f"wsgate: watching {watched} for changes", err=True)
-    watchfiles.run_process(
-        watched,
-        target=command,
-        target_type="command",
-        watch_filter=watchfiles.PythonFilter(),
-        callback=lambda changes: click.echo(
-            f"wsgate: {len(changes)} file(s) changed, restarting", err=True
-        ),
-    )
+    sys.exit(code)

@@ -1,5 +1,5 @@
 """The network edge: the only package that opens sockets."""
 
-from wsgate.server.runner import Server, run, serve
+from wsgate.server.runner import ServeConfig, Server, run, serve
 
-__all__ = ["Server", "run", "serve"]
+__all__ = ["ServeConfig", "Server", "run", "serve"]

@@ -1,27 +1,36 @@
-"""Start and stop a gateway: `serve()` for Python and tests, `run()` for the CLI."""
+"""Start and stop a gateway: `serve()` to embed one (tests, your own program), `run()` for
+`wsgate serve` and every mode it has (reload, workers, offline serverless/SAM, Lambda)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
+import json
 import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from wsgate.app import App
 from wsgate.core.limits import Limits
-from wsgate.exceptions import ConfigError
+from wsgate.exceptions import ConfigError, WsgateError
 from wsgate.server.front import FrontDoor
 from wsgate.server.gateway import Gateway
 from wsgate.server.http import build_http_app, socket_paths
 from wsgate.server.peers import Peers
 from wsgate.store import DEFAULT_STORE_URL, Store, open_store
+
+if TYPE_CHECKING:
+    from wsgate.offline.app import OfflineApp
 
 log = logging.getLogger("wsgate.server")
 
@@ -132,17 +141,165 @@ def _bound_port(listener: asyncio.Server) -> int:
     raise RuntimeError("the listener has no TCP socket")
 
 
-def run(
+@dataclass(frozen=True, kw_only=True)
+class ServeConfig:
+    """Everything `wsgate serve` takes, for `run()`: the CLI builds one from its options.
+
+    `target`: `path.py`, `path.py:app`, `module:app`, a serverless.yml or SAM template, or
+    None for the demo app. `stage` None: "dev", or a serverless.yml/SAM file's own stage.
+    """
+
+    target: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    stage: str | None = None
+    store: str = DEFAULT_STORE_URL
+    limits: Limits = field(default_factory=Limits)
+    allow_remote_management: bool = False
+    #: Every route through the Lambda adapter, as on AWS (state in `store`, sends over HTTP).
+    lambda_mode: bool = False
+    #: For serverless.yml/SAM targets: the handlers' DynamoDB endpoint.
+    dynamodb_endpoint: str | None = None
+    reload: bool = False
+    workers: int = 1
+    log_level: str = "info"
+
+    @property
+    def is_offline(self) -> bool:
+        """The target is Lambda functions described by serverless.yml or a SAM template."""
+        return self.target is not None and self.target.endswith(OFFLINE_SUFFIXES)
+
+    def check(self) -> None:
+        """Refuse modes that do not go together (ConfigError)."""
+        if self.reload and self.workers > 1:
+            raise ConfigError("--reload runs one process; leave out --workers")
+        if self.workers > 1 and (self.lambda_mode or self.is_offline):
+            raise ConfigError("--workers serves Python apps on the gateway (not --lambda)")
+        if self.lambda_mode and self.is_offline:
+            raise ConfigError("--lambda is for Python apps; these are Lambda functions")
+
+    def to_json(self) -> str:
+        """For the processes `run()` starts (workers, the reloaded child)."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        fields = json.loads(text)
+        return cls(**{**fields, "limits": Limits(**fields["limits"])})
+
+
+#: Targets that are Lambda functions described by serverless.yml or a SAM template.
+OFFLINE_SUFFIXES = (".yml", ".yaml", ".json")
+
+
+def run(config: ServeConfig) -> int:
+    """Serve `config.target` until SIGINT/SIGTERM; the process's exit status.
+
+    The one entry point of `wsgate serve`, each mode a keyword: `reload` (restart on code
+    changes), `workers` (N processes on one port), an offline serverless.yml/SAM target,
+    `lambda_mode`. Raises ConfigError for what cannot run.
+    """
+    config.check()
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if config.reload:
+        _run_with_reload(config)
+        return 0
+    if config.workers > 1:
+        from wsgate.server.workers import supervise
+
+        return supervise(config)
+    run_node(config)
+    return 0
+
+
+def run_node(config: ServeConfig, *, peers: Peers | None = None) -> None:
+    """One gateway process: load the app, serve it until a signal (or, for a worker of
+    `--workers`, until its supervisor is gone: its stdin closes)."""
+    functions: OfflineApp | None = None
+    stage = config.stage or "dev"
+    if config.is_offline:
+        from wsgate.offline.app import open_offline_app
+
+        assert config.target is not None
+        functions = open_offline_app(
+            Path(config.target), stage=config.stage, dynamodb_endpoint=config.dynamodb_endpoint
+        )
+        app, stage = functions.app, functions.stage
+    else:
+        app = load_target(config.target)
+    served, gateway_store = app, config.store
+    if config.lambda_mode:
+        from wsgate.aws.lambda_handler import LambdaAdapter
+
+        adapter = LambdaAdapter(
+            app, open_store(config.store), management_endpoint="http://{domainName}/{stage}"
+        )
+        # The gateway only holds sockets; the app's state lives in the adapter's store.
+        served, gateway_store = adapter.as_app(), "memory://"
+
+    def ready(server: Server) -> None:
+        if functions is not None:
+            functions.attach(server.host, server.port)
+        if peers is not None and peers.worker > 0:
+            return  # worker 0 speaks for all
+        print(
+            f"wsgate: serving {app.name} ({len(app.routes)} routes, "
+            f"selection {app.route_selection}) with store {config.store}"
+            f"{' in Lambda mode' if config.lambda_mode else ''}"
+            f"{f' on {peers.count} workers' if peers is not None else ''}\n"
+            f"  WebSocket:  {server.url}\n"
+            f"  @connections: {server.management_url}/@connections\n"
+            "Press Ctrl+C to stop.",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        _serve_until_stopped(
+            served,
+            ready,
+            host=config.host,
+            port=config.port,
+            stage=stage,
+            store=gateway_store,
+            limits=config.limits,
+            allow_remote_management=config.allow_remote_management,
+            peers=peers,
+        )
+    finally:
+        if functions is not None:
+            functions.close()  # after the gateway stopped: $disconnect ran in the processes
+
+
+def load_target(target: str | None) -> App:
+    """The App a Python target names; None is the demo app."""
+    if target is None:
+        from wsgate.demo import app
+
+        return app
+    from wsgate.importer import load_app
+
+    return load_app(target)
+
+
+def _serve_until_stopped(
     app: App,
+    on_ready: Callable[[Server], None],
     *,
-    on_ready: Callable[[Server], None] | None = None,
-    stop_when_closed: int | None = None,
-    **options: object,
+    host: str,
+    port: int,
+    stage: str,
+    store: str,
+    limits: Limits,
+    allow_remote_management: bool,
+    peers: Peers | None,
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then close every connection and stop.
 
-    `stop_when_closed`: a pipe's read end; the gateway also stops when its writer is gone
-    (a `--workers` worker watches its supervisor this way, even one killed with SIGKILL).
+    A worker (`peers`) also stops when its stdin reaches end of file: its supervisor is
+    gone, even one killed with SIGKILL.
     """
 
     async def main() -> None:
@@ -150,8 +307,8 @@ def run(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        if stop_when_closed is not None:
-            fd = stop_when_closed
+        if peers is not None:
+            fd = sys.stdin.fileno()
 
             def readable() -> None:
                 if not os.read(fd, 4096):  # end of file: the writer is gone
@@ -160,15 +317,59 @@ def run(
                     stop.set()
 
             loop.add_reader(fd, readable)
-        async with serve(app, **options) as server:  # type: ignore[arg-type]
+        async with serve(
+            app,
+            host=host,
+            port=port,
+            stage=stage,
+            store=store,
+            limits=limits,
+            allow_remote_management=allow_remote_management,
+            peers=peers,
+        ) as server:
             _tune_gc()
-            if on_ready is not None:
-                on_ready(server)
+            on_ready(server)
             await stop.wait()
             log.info("stopping: closing %d connections", len(server.gateway.live))
 
     with asyncio.Runner(loop_factory=fastest_loop()) as runner:
         runner.run(main())
+
+
+def _run_with_reload(config: ServeConfig) -> None:
+    """Run the gateway in a child process and restart it when a .py file changes."""
+    import watchfiles
+
+    location = (config.target or "").partition(":")[0]
+    watched = (
+        Path(location).resolve().parent
+        if location.endswith((".py", *OFFLINE_SUFFIXES))
+        else Path.cwd()
+    )
+    print(f"wsgate: watching {watched} for changes", file=sys.stderr, flush=True)
+    child = dataclasses.replace(config, reload=False)
+    watchfiles.run_process(
+        watched,
+        target=_reloaded_child,
+        args=(child.to_json(),),
+        watch_filter=watchfiles.PythonFilter(),
+        callback=lambda changes: print(
+            f"wsgate: {len(changes)} file(s) changed, restarting", file=sys.stderr, flush=True
+        ),
+    )
+
+
+def _reloaded_child(config_json: str) -> None:
+    """The child `--reload` restarts: one gateway, as `wsgate serve` without --reload."""
+    config = ServeConfig.from_json(config_json)
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        run_node(config)
+    except WsgateError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def _tune_gc() -> None:

@@ -11,18 +11,21 @@ if the supervisor dies, even of SIGKILL, the workers see their stdin pipe close 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from wsgate.exceptions import ConfigError
-from wsgate.server.peers import MAX_WORKERS
+from wsgate.exceptions import ConfigError, WsgateError
+from wsgate.server.peers import MAX_WORKERS, Peers
+from wsgate.server.runner import ServeConfig, run_node
 
 
 def worker_store(url: str, worker: int) -> str:
@@ -55,12 +58,13 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     return sock
 
 
-def supervise(count: int, args: Sequence[str], *, host: str, port: int, store: str) -> int:
-    """Run `wsgate serve *args` as `count` workers until a signal; return the exit code."""
+def supervise(config: ServeConfig) -> int:
+    """Run `config` as `config.workers` processes until a signal; return the exit code."""
+    count = config.workers
     if not 2 <= count <= MAX_WORKERS:
         raise ConfigError(f"--workers takes 2 to {MAX_WORKERS} (1 is the default, no workers)")
-    stores = [worker_store(store, worker) for worker in range(count)]
-    reserved = _reserve_port(host, port)
+    stores = [worker_store(config.store, worker) for worker in range(count)]
+    reserved = _reserve_port(config.host, config.port)
     bound = reserved.getsockname()[1]
     stopping = False
     processes: list[subprocess.Popen[bytes]] = []
@@ -76,19 +80,13 @@ def supervise(count: int, args: Sequence[str], *, host: str, port: int, store: s
         previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             for worker in range(count):
+                own = dataclasses.replace(config, port=bound, store=stores[worker], workers=1)
                 command = [
                     sys.executable,
                     "-m",
-                    "wsgate",
-                    "serve",
-                    *args,
-                    "--port",
-                    str(bound),
-                    "--store",
-                    stores[worker],
-                    "--worker",
+                    "wsgate.server.workers",
+                    own.to_json(),
                     f"{worker}/{count}",
-                    "--worker-dir",
                     directory,
                 ]
                 # The worker's stdin is a pipe nobody writes: when this process is gone, for
@@ -120,3 +118,23 @@ def _wait(processes: list[subprocess.Popen[bytes]], stopping: Callable[[], bool]
             print(f"wsgate: worker {dead[0]} exited; stopping the others", file=sys.stderr)
             return 1
         time.sleep(0.1)
+
+
+def main(argv: list[str]) -> int:
+    """A worker: `python -m wsgate.server.workers CONFIG_JSON K/N DIRECTORY`."""
+    config_json, spec, directory = argv
+    worker, _, count = spec.partition("/")
+    config = ServeConfig.from_json(config_json)
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        run_node(config, peers=Peers(int(worker), int(count), Path(directory)))
+    except WsgateError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
