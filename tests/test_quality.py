@@ -30,3 +30,14 @@ def test_mypy_strict_clean() -> None:
         [sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_layers_kept() -> None:
+    """import-linter's contracts in pyproject.toml hold: the core is pure, stores import only
+    the core, what runs on Lambda imports no local server, bench and the CLI are leaves."""
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
