@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,14 @@ from wsgate.server import Server, serve
 #: Multiply every wait by this on slow machines.
 TIMEOUT_FACTOR = float(os.environ.get("WSGATE_TESTS_TIMEOUT_FACTOR", "1"))
 TIMEOUT = 5.0 * TIMEOUT_FACTOR
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @contextmanager

@@ -10,7 +10,6 @@ The session-scoped `moto_endpoint` fixture in tests/conftest.py shares one serve
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,16 +23,10 @@ from typing import IO
 
 import pytest
 
+from tests.conftest import free_port
+
 #: Multiply every wait by this on slow machines (as tests/conftest.py does).
 TIMEOUT = 15.0 * float(os.environ.get("WSGATE_TESTS_TIMEOUT_FACTOR", "1"))
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class MotoServer:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import TIMEOUT, recv, ws_connect
+from tests.conftest import TIMEOUT, free_port, recv, ws_connect
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -27,13 +27,6 @@ WSGATE = [sys.executable, "-m", "wsgate"]
 RUN_TIMEOUT = 20 * TIMEOUT / 5
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (bound to 127.0.0.1:0, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_wsgate(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TIMEOUT, recv, ws_connect
+from tests.conftest import TIMEOUT, free_port, recv, ws_connect
 
 APP = """
 from wsgate import App, connections
@@ -24,12 +24,6 @@ app = App()
 async def default(event, context):
     await connections.send(event.connection_id, {reply!r})
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = TIMEOUT * 3) -> None:

@@ -82,7 +82,7 @@ def test_examples_lint_clean(target: str) -> None:
 
 
 def test_json_output_lints_clean() -> None:
-    """The JSON form too (the same dict as the YAML, see tests/unit/test_template.py)."""
+    """The JSON form too (the same dict as the YAML, see tests/unit/deploy/test_template.py)."""
     assert findings(template_text(str(ROOT / "examples/topics.py"), "--format", "json")) == []
 
 

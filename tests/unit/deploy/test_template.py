@@ -31,7 +31,7 @@ from wsgate.deploy.template import (
 from wsgate.importer import load_app
 from wsgate.store import keys
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = ROOT / "tests" / "golden" / "topics.yaml"
 
 

@@ -26,7 +26,7 @@ from wsgate.deploy.permissions import (
 )
 from wsgate.importer import load_app
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 # -- handlers to analyse ------------------------------------------------------------------
 

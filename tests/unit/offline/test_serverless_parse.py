@@ -16,7 +16,7 @@ from wsgate.offline.cloudformation import load_document
 from wsgate.offline.environment import gateway_origins, has_credentials
 from wsgate.offline.spec import AppSpec, FunctionSpec, RouteSpec
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "serverless_chat"
 
 
