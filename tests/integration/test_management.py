@@ -11,6 +11,7 @@ import json
 import queue
 from typing import Any
 
+import boto3
 import pytest
 from websockets.exceptions import ConnectionClosed
 
@@ -29,11 +30,12 @@ def connected_app() -> tuple[App, queue.Queue[dict[str, Any]]]:
 
 
 def raw_request(
-    port: int, method: str, path: str, body: bytes = b""
+    port: int, method: str, path: str, body: bytes = b"", *, host: str | None = None
 ) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request to the gateway; `host` forges the Host header (default 127.0.0.1:port)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
     try:
-        conn.request(method, path, body=body)
+        conn.request(method, path, body=body, headers={} if host is None else {"Host": host})
         response = conn.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
@@ -156,3 +158,44 @@ def test_only_loopback_callers_are_management_callers() -> None:
     assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("127.5.0.1")
     assert not _is_loopback("10.0.0.1") and not _is_loopback("192.168.1.9")
     assert not _is_loopback(None) and not _is_loopback("not-an-ip")
+
+
+@pytest.mark.parametrize("allow_remote_management", [False, True])
+def test_rebinding_host_is_forbidden(allow_remote_management: bool) -> None:
+    """A request for a name a web page controls (DNS rebinding) gets 403 and does nothing,
+    even with allow_remote_management; loopback names are answered."""
+    app, seen = connected_app()
+    with (
+        run_gateway(app, allow_remote_management=allow_remote_management) as server,
+        ws_connect(server.url) as ws,
+    ):
+        connection_id = seen.get(timeout=TIMEOUT)["requestContext"]["connectionId"]
+        path = "/dev/@connections/" + connection_id.replace("=", "%3D")
+        for host in (f"attacker.example:{server.port}", "127.0.0.1.nip.io", "attacker.example"):
+            for method, request_path in (("POST", path), ("GET", "/dev/@connections")):
+                status, headers, body = raw_request(
+                    server.port, method, request_path, b"forged", host=host
+                )
+                assert status == 403
+                assert headers["x-amzn-errortype"] == "ForbiddenException"
+                assert host.split(":")[0] in json.loads(body)["message"]
+        for host in (f"localhost:{server.port}", f"127.0.0.1:{server.port}", "localhost"):
+            status, _, _ = raw_request(server.port, "POST", path, host.encode(), host=host)
+            assert status == 200
+            assert recv(ws) == host  # the forged posts above never arrived
+
+
+def test_boto3_through_localhost_name() -> None:
+    """boto3 pointed at http://localhost:PORT/dev works: its Host is a loopback name."""
+    app, seen = connected_app()
+    with run_gateway(app) as server, ws_connect(server.url) as ws:
+        connection_id = seen.get(timeout=TIMEOUT)["requestContext"]["connectionId"]
+        client = boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url=f"http://localhost:{server.port}/dev",
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.post_to_connection(ConnectionId=connection_id, Data=b"via localhost")
+        assert recv(ws) == "via localhost"

@@ -2,7 +2,8 @@
 
     GET  /{stage}, /{stage}/, /      WebSocket upgrade (served by the gateway through
                                      `server/front.py`; a plain GET: 426 Upgrade Required)
-    *    [/{stage}]/@connections/... management API (loopback callers only, by default)
+    *    [/{stage}]/@connections/... management API (loopback callers only, by default;
+                                     expected `Host` headers only, always: AllowedHosts)
     anything else                    403 {"message": "Forbidden"}, as API Gateway answers
 
 `/` is a local convenience (`wsgate connect ws://127.0.0.1:8080`); on AWS the stage is
@@ -12,11 +13,18 @@ part of every URL.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 
 from aiohttp import hdrs, web
 
 from wsgate.server.gateway import Gateway
-from wsgate.server.management import ManagementAPI, forbidden, parse_path, payload_too_large
+from wsgate.server.management import (
+    AllowedHosts,
+    ManagementAPI,
+    forbidden,
+    parse_path,
+    payload_too_large,
+)
 
 
 def _is_loopback(remote: str | None) -> bool:
@@ -33,8 +41,19 @@ def socket_paths(stage: str) -> frozenset[str]:
     return frozenset({"/", f"/{stage}", f"/{stage}/"})
 
 
-def build_http_app(gateway: Gateway, *, allow_remote_management: bool = False) -> web.Application:
-    """The aiohttp application serving every request that is not a WebSocket upgrade."""
+def build_http_app(
+    gateway: Gateway,
+    *,
+    allow_remote_management: bool = False,
+    allowed_hosts: Iterable[str] = (),
+    bind_host: str | None = None,
+) -> web.Application:
+    """The aiohttp application serving every request that is not a WebSocket upgrade.
+
+    The management API answers a `Host` of loopback, of `bind_host` (the address the server
+    listens on) and of `allowed_hosts`, whoever the caller is; see `AllowedHosts`.
+    """
+    hosts = AllowedHosts(allowed_hosts, bind_host=bind_host)
     management = ManagementAPI(
         gateway.delivery,
         gateway.delivery.connection_ids,
@@ -47,7 +66,13 @@ def build_http_app(gateway: Gateway, *, allow_remote_management: bool = False) -
         raw_path = request.rel_url.raw_path
         path = parse_path(raw_path, gateway.stage)
         if path is not None:
-            if not allow_remote_management and not _is_loopback(request.remote):
+            host = request.headers.get(hdrs.HOST)
+            if not hosts.allows(host):
+                result = forbidden(
+                    f"the management API does not answer for host {host!r} (a guard against "
+                    "DNS rebinding); start wsgate with --allowed-host NAME to answer it"
+                )
+            elif not allow_remote_management and not _is_loopback(request.remote):
                 result = forbidden(
                     "the management API only answers loopback callers; "
                     "start wsgate with --allow-remote-management to change that"

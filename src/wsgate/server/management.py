@@ -11,21 +11,27 @@ HTTP library stays in `server/http.py`. Paths (spec section 6):
 The `/{stage}` prefix may be left out locally, `@` may come as `%40`, and the id is
 percent-decoded once (boto3 sends `=` as `%3D`). Errors carry `x-amzn-ErrorType`, which
 is what makes boto3 raise `client.exceptions.GoneException` and friends.
+
+`AllowedHosts` decides which `Host` headers the API answers at all (see its docstring).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from wsgate.connection_api import ConnectionsAPI
-from wsgate.exceptions import GoneError, PayloadTooLargeError
+from wsgate.exceptions import ConfigError, GoneError, PayloadTooLargeError
 
 _SEGMENTS = ("@connections", "%40connections")
+#: What a host name in the allowlist may be made of (IP addresses are checked apart).
+_HOST_NAME = re.compile(r"[a-z0-9_.-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,105 @@ def parse_path(raw_path: str, stage: str) -> ManagementPath | None:
     if len(parts) == 3:
         return ManagementPath(unquote(parts[2]))
     return None
+
+
+def _normal_host(name: str) -> str:
+    """A host name lowercased without its final dot; an IP address in its short form."""
+    try:
+        return ipaddress.ip_address(name).compressed
+    except ValueError:
+        return name.lower().rstrip(".")
+
+
+def _host_of(header: str | None) -> str | None:
+    """The host a `Host` header names, without port or brackets (see `_normal_host`).
+
+    None if the header is missing or malformed (a bare IPv6 address, a port that is not
+    digits, nothing before the port).
+    """
+    if not header:
+        return None
+    if header.startswith("["):
+        name, bracket, port = header[1:].partition("]")
+        if not bracket or (port and not (port[0] == ":" and port[1:].isdigit())):
+            return None
+        try:
+            return ipaddress.IPv6Address(name).compressed
+        except ValueError:
+            return None
+    name, colon, port = header.partition(":")
+    if colon and not port.isdigit():
+        return None
+    return _normal_host(name) or None
+
+
+class AllowedHosts:
+    """The `Host` headers the management API answers: a guard against DNS rebinding.
+
+    A web page can point a name it controls at 127.0.0.1 and make the user's browser call
+    the management API under it; the browser then sends that name as `Host`. Answering
+    only loopback names and addresses (`localhost`, 127.0.0.0/8, `::1`), the host the
+    server was bound to (unless it is every interface) and the allowlist keeps such pages
+    out, whatever the port. Allowlist entries are names or addresses without a port,
+    `*.example.com` for its subdomains, or `*` for every host (the check off).
+    """
+
+    __slots__ = ("_any", "_names", "_suffixes")
+
+    def __init__(self, allowed: Iterable[str] = (), *, bind_host: str | None = None) -> None:
+        if isinstance(allowed, str):
+            raise ConfigError(f"allowed hosts must be a list of names, not one string {allowed!r}")
+        self._any = False
+        self._names: set[str] = {"localhost"}
+        self._suffixes: list[str] = []
+        for entry in allowed:
+            if entry == "*":
+                self._any = True
+            elif isinstance(entry, str) and entry.startswith("*."):
+                self._suffixes.append("." + _allowed_name(entry[2:], entry))
+            else:
+                self._names.add(_allowed_name(entry, entry))
+        if bind_host:
+            name = _normal_host(bind_host.strip("[]"))
+            if not _is_every_interface(name):
+                self._names.add(name)
+
+    def allows(self, header: str | None) -> bool:
+        """Whether a request with this `Host` header (None if it had none) is answered."""
+        if self._any:
+            return True
+        host = _host_of(header)
+        if host is None:
+            return False
+        if host in self._names or any(host.endswith(suffix) for suffix in self._suffixes):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+
+def _allowed_name(name: object, entry: object) -> str:
+    """An allowlist name or address, normalised; ConfigError for a port, scheme or space."""
+    if isinstance(name, str):
+        bare = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+        try:
+            return ipaddress.ip_address(bare).compressed
+        except ValueError:
+            host = bare.lower().rstrip(".")
+            if _HOST_NAME.fullmatch(host):
+                return host
+    raise ConfigError(
+        f"bad allowed host {entry!r}: use a name or address without a port "
+        "(every port is answered), '*.example.com' or '*'"
+    )
+
+
+def _is_every_interface(name: str) -> bool:
+    try:
+        return ipaddress.ip_address(name).is_unspecified
+    except ValueError:
+        return False
 
 
 def _error(status: int, error_type: str, message: str | None) -> ManagementResponse:
