@@ -58,7 +58,9 @@ def run_gateway(app: App, **options: Any) -> Iterator[Server]:
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
     thread.start()
     started.wait(TIMEOUT)
-    if errors:
+    if errors:  # it failed to start: its thread is ending, its loop must not leak
+        thread.join(TIMEOUT)
+        loop.close()
         raise errors[0]
     assert ready, "gateway did not start"
     try:

@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import TIMEOUT, management_client, recv, run_gateway, ws_connect
 from wsgate import App
+from wsgate.exceptions import ConfigError
 from wsgate.server.http import _is_loopback
 
 
@@ -199,3 +200,28 @@ def test_boto3_through_localhost_name() -> None:
         )
         client.post_to_connection(ConnectionId=connection_id, Data=b"via localhost")
         assert recv(ws) == "via localhost"
+
+
+def test_allowed_hosts_are_answered_and_others_are_not() -> None:
+    """`allowed_hosts` (`--allowed-host`) opens the management API to a name a proxy uses;
+    a *.domain entry covers its subdomains; anything else still gets 403."""
+    app, seen = connected_app()
+    with (
+        run_gateway(app, allowed_hosts=["gateway.internal", "*.example.org"]) as server,
+        ws_connect(server.url) as ws,
+    ):
+        connection_id = seen.get(timeout=TIMEOUT)["requestContext"]["connectionId"]
+        path = "/dev/@connections/" + connection_id.replace("=", "%3D")
+        for host in ("gateway.internal", f"gateway.internal:{server.port}", "ws.example.org"):
+            status, _, _ = raw_request(server.port, "POST", path, host.encode(), host=host)
+            assert status == 200
+            assert recv(ws) == host
+        for host in ("gateway.internal.evil", "example.org.evil", "evil.example"):
+            status, _, _ = raw_request(server.port, "POST", path, b"forged", host=host)
+            assert status == 403
+
+
+def test_a_bad_allowed_host_refuses_to_start() -> None:
+    """An allowlist entry with a scheme or a port is a start-up error, not a silent no-match."""
+    with pytest.raises(ConfigError), run_gateway(App(), allowed_hosts=["http://x.example"]):
+        pass

@@ -50,6 +50,14 @@ from wsgate.store import DEFAULT_STORE_URL
     help="Answer @connections requests from other hosts too (default: loopback only).",
 )
 @click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A Host the management API answers besides loopback names and --host "
+    "(repeatable; *.example.com for a domain); others get 403 (DNS rebinding).",
+)
+@click.option(
     "--lambda",
     "lambda_mode",
     is_flag=True,
@@ -89,6 +97,7 @@ def serve(
     max_message_bytes: int,
     max_frame_bytes: int,
     allow_remote_management: bool,
+    allowed_hosts: tuple[str, ...],
     lambda_mode: bool,
     dynamodb_endpoint: str | None,
     reload: bool,
@@ -114,6 +123,7 @@ def serve(
                 max_frame_bytes=max_frame_bytes,
             ),
             allow_remote_management=allow_remote_management,
+            allowed_hosts=allowed_hosts,
             lambda_mode=lambda_mode,
             dynamodb_endpoint=dynamodb_endpoint,
             reload=reload,

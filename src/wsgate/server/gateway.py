@@ -226,13 +226,13 @@ class Gateway:
             else:
                 if route.return_response:
                     try:
-                        reply = route_reply(result)
-                    except (TypeError, ValueError):  # Lambda's Runtime.MarshalError
+                        reply = route_reply(result, self.limits.max_message_bytes)
+                    except (TypeError, ValueError) as exc:  # Lambda's Runtime.MarshalError
                         handler_log.error(
-                            "%s handler %s returned a value that is not JSON-serialisable",
+                            "%s handler %s returned a reply API Gateway cannot send: %s",
                             route.key,
                             route.name,
-                            exc_info=True,
+                            exc,
                         )
                         reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
             if reply is not None:

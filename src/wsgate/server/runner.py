@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,6 +77,7 @@ async def serve(
     limits: Limits | None = None,
     # Security
     allow_remote_management: bool = False,
+    allowed_hosts: Iterable[str] = (),
     # Workers (`wsgate serve --workers N`): this one's link to the others
     peers: Peers | None = None,
 ) -> AsyncIterator[Server]:
@@ -97,7 +98,12 @@ async def serve(
     )
     await gateway.start()
     runner = web.AppRunner(
-        build_http_app(gateway, allow_remote_management=allow_remote_management),
+        build_http_app(
+            gateway,
+            allow_remote_management=allow_remote_management,
+            allowed_hosts=tuple(allowed_hosts),
+            bind_host=host,
+        ),
         access_log=None,
         handle_signals=False,
         shutdown_timeout=1.0,
@@ -156,6 +162,8 @@ class ServeConfig:
     store: str = DEFAULT_STORE_URL
     limits: Limits = field(default_factory=Limits)
     allow_remote_management: bool = False
+    #: Host names the management API answers besides loopback and `host` (DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
     #: Every route through the Lambda adapter, as on AWS (state in `store`, sends over HTTP).
     lambda_mode: bool = False
     #: For serverless.yml/SAM targets: the handlers' DynamoDB endpoint.
@@ -185,7 +193,8 @@ class ServeConfig:
     @classmethod
     def from_json(cls, text: str) -> ServeConfig:
         fields = json.loads(text)
-        return cls(**{**fields, "limits": Limits(**fields["limits"])})
+        limits = Limits(**fields["limits"])
+        return cls(**{**fields, "limits": limits, "allowed_hosts": tuple(fields["allowed_hosts"])})
 
 
 #: Targets that are Lambda functions described by serverless.yml or a SAM template.
@@ -266,6 +275,7 @@ def run_node(config: ServeConfig, *, peers: Peers | None = None) -> None:
             store=gateway_store,
             limits=config.limits,
             allow_remote_management=config.allow_remote_management,
+            allowed_hosts=config.allowed_hosts,
             peers=peers,
         )
     finally:
@@ -294,6 +304,7 @@ def _serve_until_stopped(
     store: str,
     limits: Limits,
     allow_remote_management: bool,
+    allowed_hosts: tuple[str, ...],
     peers: Peers | None,
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then close every connection and stop.
@@ -325,6 +336,7 @@ def _serve_until_stopped(
             store=store,
             limits=limits,
             allow_remote_management=allow_remote_management,
+            allowed_hosts=allowed_hosts,
             peers=peers,
         ) as server:
             _tune_gc()
