@@ -6,12 +6,18 @@ A WebSocket upgrade to a socket path goes to `OpenConnection` (`server/upgrade.p
 `$connect` runs while reading is paused, then picows takes the socket); anything else
 goes to aiohttp, which serves HTTP. Both take over the same transport with the bytes
 read so far, so nothing is lost and nothing is parsed twice by the same library.
+
+Clients that send their heads slowly (slowloris) are bounded twice: each head must be
+complete within HEAD_TIMEOUT (aiohttp holds later heads of a keep-alive connection to the
+same bound, see `server/http.py`), and at most MAX_UNFINISHED_HEADS connections may be
+sending a first head at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, cast
 
@@ -29,9 +35,52 @@ log = logging.getLogger("wsgate.server")
 #: How long a client may take to send its request head.
 HEAD_TIMEOUT = 10.0
 
+#: How many connections may be sending their first request head at once; new connections
+#: past it are closed at once. Above the biggest burst of connects the listen backlog holds
+#: (real clients send their head in one packet, but a burst is accepted before it is read),
+#: and low enough that clients trickling heads cannot take every file descriptor.
+MAX_UNFINISHED_HEADS = 4096
+
 #: The gateway's entry point: takes a WebSocket upgrade request (its head, and the bytes
 #: that came after it) from here on.
 OpenConnection = Callable[[RequestHead, asyncio.Transport, bytes], Coroutine[Any, Any, None]]
+
+
+class UnfinishedHeads:
+    """How many of one event loop's connections are still sending their first head.
+
+    One per loop, not per listener: `serve()` makes one listener per loop, and a count kept
+    beside the loop is never shared between threads.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._refused = 0
+        self._logged_at = float("-inf")
+
+    def admit(self, now: float) -> bool:
+        """Count one more, or refuse it (False) when MAX_UNFINISHED_HEADS are in progress;
+        refusals are logged at most once a second, with how many there were."""
+        if self.count < MAX_UNFINISHED_HEADS:
+            self.count += 1
+            return True
+        self._refused += 1
+        if now - self._logged_at >= 1.0:
+            log.warning(
+                "closed %d new connection(s) at once: %d connections are still sending "
+                "their request head (at most %d)",
+                self._refused,
+                self.count,
+                MAX_UNFINISHED_HEADS,
+            )
+            self._refused = 0
+            self._logged_at = now
+        return False
+
+
+_unfinished_heads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UnfinishedHeads] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class FrontDoor(asyncio.Protocol):
@@ -54,10 +103,17 @@ class FrontDoor(asyncio.Protocol):
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        heads = _unfinished_heads.get(loop)
+        if heads is None:
+            heads = _unfinished_heads[loop] = UnfinishedHeads()
+        self._heads = heads
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not derive from asyncio.Transport; they behave as one.
         self._transport = cast(asyncio.Transport, transport)
+        if not self._heads.admit(self._loop.time()):
+            self._transport.abort()
+            return
         self._timer = self._loop.call_later(HEAD_TIMEOUT, self._transport.abort)
 
     def data_received(self, data: bytes) -> None:
@@ -67,7 +123,7 @@ class FrontDoor(asyncio.Protocol):
         length = head_length(self._buffer)
         if length < 0 and len(self._buffer) <= MAX_HEAD_BYTES:
             return  # wait for the rest of the head
-        self._stop_timer()
+        self._head_finished()
         received = bytes(self._buffer)
         self._buffer.clear()
         if length < 0 or length > MAX_HEAD_BYTES:
@@ -97,9 +153,11 @@ class FrontDoor(asyncio.Protocol):
                 self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_timer()
+        self._head_finished()
 
-    def _stop_timer(self) -> None:
+    def _head_finished(self) -> None:
+        """The head is read, or will never be: stop its timer and free its place."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            self._heads.count -= 1

@@ -8,6 +8,9 @@
 
 `/` is a local convenience (`wsgate connect ws://127.0.0.1:8080`); on AWS the stage is
 part of every URL.
+
+The front door reads each connection's first request head; aiohttp reads the later ones of
+a keep-alive connection, held to the same HEAD_TIMEOUT (see `http_runner`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Iterable
 
 from aiohttp import hdrs, web
 
+from wsgate.server import front
 from wsgate.server.gateway import Gateway
 from wsgate.server.management import (
     AllowedHosts,
@@ -41,14 +45,19 @@ def socket_paths(stage: str) -> frozenset[str]:
     return frozenset({"/", f"/{stage}", f"/{stage}/"})
 
 
-def build_http_app(
+def http_runner(
     gateway: Gateway,
     *,
     allow_remote_management: bool = False,
     allowed_hosts: Iterable[str] = (),
     bind_host: str | None = None,
-) -> web.Application:
-    """The aiohttp application serving every request that is not a WebSocket upgrade.
+) -> web.AppRunner:
+    """aiohttp serving every request that is not a WebSocket upgrade, on the sockets the
+    front door hands over.
+
+    After each answer, a keep-alive connection must send its next whole request head
+    within HEAD_TIMEOUT or be closed: aiohttp's keep-alive timer only stops for a complete
+    head, so a client sending one byte a second is cut off like an idle one.
 
     The management API answers a `Host` of loopback, of `bind_host` (the address the server
     listens on) and of `allowed_hosts`, whoever the caller is; see `AllowedHosts`.
@@ -102,4 +111,10 @@ def build_http_app(
     # Bodies a little over the limit are read so the 413 can say their size.
     app = web.Application(client_max_size=2 * gateway.limits.max_message_bytes)
     app.router.add_route("*", "/{tail:.*}", route)
-    return app
+    return web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1.0,
+        keepalive_timeout=front.HEAD_TIMEOUT,
+    )

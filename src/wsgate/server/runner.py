@@ -18,14 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from wsgate.app import App
 from wsgate.core.limits import Limits
 from wsgate.exceptions import ConfigError, WsgateError
 from wsgate.server.front import FrontDoor
 from wsgate.server.gateway import Gateway
-from wsgate.server.http import build_http_app, socket_paths
+from wsgate.server.http import http_runner, socket_paths
 from wsgate.server.peers import Peers
 from wsgate.store import DEFAULT_STORE_URL, Store, open_store
 
@@ -97,16 +95,11 @@ async def serve(
         others=peers,
     )
     await gateway.start()
-    runner = web.AppRunner(
-        build_http_app(
-            gateway,
-            allow_remote_management=allow_remote_management,
-            allowed_hosts=tuple(allowed_hosts),
-            bind_host=host,
-        ),
-        access_log=None,
-        handle_signals=False,
-        shutdown_timeout=1.0,
+    runner = http_runner(
+        gateway,
+        allow_remote_management=allow_remote_management,
+        allowed_hosts=tuple(allowed_hosts),
+        bind_host=host,
     )
     listener: asyncio.Server | None = None
     try:
