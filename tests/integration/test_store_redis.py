@@ -8,6 +8,7 @@ The common behaviour of every store is in test_store_contract.py.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import time
@@ -185,10 +186,36 @@ def test_open_with_a_node_purges_what_its_last_run_left(redis_server: RedisServe
         async with opened(url) as store:
             await store.add_connection(record("stale", "gw-1"))
             await store.add_connection(record("other", "gw-2"))
-        async with opened(url, node="gw-1") as store:
+        async with opened(url, node="gw-1"):
+            pass
+        async with opened(url) as store:
             return sorted(await store.connection_ids())
 
     assert asyncio.run(scenario()) == ["other"]
+
+
+def test_a_node_store_lists_and_fans_out_to_its_own_connections(
+    redis_server: RedisServer,
+) -> None:
+    """With a node, connection_ids and subscribers are that node's (what it delivers to
+    itself); get_connection still finds any node's record (where a connection lives)."""
+    url = redis_url(redis_server.port, f"own{os.getpid()}")
+
+    async def scenario() -> None:
+        async with opened(url, node="gw-1") as one, opened(url, node="gw-2") as two:
+            await one.add_connection(record("a", "gw-1"))
+            await two.add_connection(record("b", "gw-2"))
+            for store, connection_id in ((one, "a"), (two, "b")):
+                assert await store.subscribe(connection_id, "news")
+            assert await one.connection_ids() == ["a"]
+            assert await two.subscribers("news") == ["b"]
+            found = await one.get_connection("b")
+            assert found is not None and found.node == "gw-2"
+            assert sorted(await one.nodes_of_topic("news")) == ["gw-1", "gw-2"]
+        async with opened(url) as everyone:
+            assert sorted(await everyone.subscribers("news")) == ["a", "b"]
+
+    asyncio.run(scenario())
 
 
 def test_heartbeat_expires(redis_server: RedisServer) -> None:

@@ -22,8 +22,10 @@ from wsgate.store import DEFAULT_STORE_URL
     "--store",
     default=DEFAULT_STORE_URL,
     show_default=True,
-    help="Connection store: memory://, sqlite:///path/to/file.db or "
-    "dynamodb://TABLE[?endpoint=URL&region=REGION&create=true].",
+    help="Connection store: memory://, sqlite:///path/to/file.db, "
+    "dynamodb://TABLE[?endpoint=URL&region=REGION&create=true], or "
+    "redis://[:PASSWORD@]HOST[:PORT][/DB] (also rediss://, redis+sentinel://) for several "
+    "gateway nodes that deliver to each other's connections.",
 )
 @click.option("--idle-timeout", default=600.0, show_default=True, help="Seconds without a message.")
 @click.option(
@@ -70,6 +72,19 @@ from wsgate.store import DEFAULT_STORE_URL
     help="For serverless.yml/template.yaml: the handlers' DynamoDB (AWS_ENDPOINT_URL_DYNAMODB); "
     "the tables under Resources are created there at start.",
 )
+@click.option(
+    "--node-id",
+    metavar="NAME",
+    help="With a Redis store: this gateway node's id (default: host name and a random "
+    "suffix). A node restarting under the same id cleans up what it left.",
+)
+@click.option(
+    "--node-timeout",
+    default=30.0,
+    show_default=True,
+    help="With a Redis store: seconds without a heartbeat after which a node is dead and "
+    "the others drop its connections.",
+)
 @click.option("--reload", is_flag=True, help="Restart when a Python file under the app changes.")
 @click.option(
     "--workers",
@@ -100,6 +115,8 @@ def serve(
     allowed_hosts: tuple[str, ...],
     lambda_mode: bool,
     dynamodb_endpoint: str | None,
+    node_id: str | None,
+    node_timeout: float,
     reload: bool,
     workers: int,
     log_level: str,
@@ -126,6 +143,8 @@ def serve(
             allowed_hosts=allowed_hosts,
             lambda_mode=lambda_mode,
             dynamodb_endpoint=dynamodb_endpoint,
+            node_id=node_id,
+            node_timeout=node_timeout,
             reload=reload,
             workers=workers,
             log_level=log_level,

@@ -3,15 +3,16 @@
 `Delivery` is the one seam between "send to connection X / to everyone on topic T" and
 where X and T's subscribers are. A connection held here is written at once, without a
 task (an echo's `send` is a dict read and a write). Anything else goes through
-`OtherNodes`: the other processes or machines of the same gateway. Today that is the
-workers of `wsgate serve --workers N` (`server/peers.py`); a node of another kind plugs in
-the same way, and nothing above this module changes.
+`OtherNodes`: the other processes or machines of the same gateway: the workers of
+`wsgate serve --workers N` (`server/peers.py`), or gateway nodes sharing a Redis store
+(`server/redis_bus.py`). Nothing above this module knows which.
 
 - `send`, `info`, `disconnect`, `subscribe`, `unsubscribe`: on the node holding the
   connection (`OtherNodes.locate`); a connection no node holds is gone (410), and its
-  record and subscriptions are dropped, as API Gateway apps do on a 410.
-- `publish`, `broadcast`: every node delivers to its own connections, one request per
-  node (not per subscriber); the counts add up.
+  record and subscriptions are dropped, as API Gateway apps do on a 410. A node that
+  cannot be reached (dead, or not answering within its call timeout) is gone too.
+- `publish`, `broadcast`: every node that may hold a target delivers to its own
+  connections, one request per node (not per subscriber); the counts add up.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from wsgate.connection_api import ConnectionInfo, Data
 from wsgate.core.close import CLOSED_BY_MANAGEMENT_API
 from wsgate.core.limits import Limits
 from wsgate.core.responses import outbound_frame
-from wsgate.exceptions import GoneError, PayloadTooLargeError
+from wsgate.exceptions import GoneError, PayloadTooLargeError, WsgateError
 from wsgate.server.connection import BINARY, PICOWS_COPY_LIMIT, TEXT, LiveConnection, wire_frame
 from wsgate.store.base import Store
 
@@ -34,6 +35,10 @@ log = logging.getLogger("wsgate.gateway")
 
 #: What a node does for the others, by name (`Delivery.operations`).
 Operation = Callable[..., Awaitable[Any]]
+
+
+class NodeUnreachable(WsgateError):
+    """Another node did not answer (dead, stopping, or past the call timeout)."""
 
 
 class OtherNodes(Protocol):
@@ -50,11 +55,11 @@ class OtherNodes(Protocol):
     async def locate(self, connection_id: str) -> Hashable | None:
         """The other node that holds `connection_id`, or None (here, or nowhere)."""
 
-    async def call(self, node: Any, operation: str, *args: Any) -> Any:
-        """Run `operation(*args)` on `node`; raises if it cannot be reached."""
+    async def nodes_for(self, topic: str | None) -> list[Any]:
+        """The other nodes that may hold `topic`'s subscribers (None: any connection)."""
 
-    async def call_others(self, operation: str, *args: Any) -> list[Any]:
-        """Run `operation(*args)` on every other node; their answers."""
+    async def call(self, node: Any, operation: str, *args: Any) -> Any:
+        """Run `operation(*args)` on `node`; NodeUnreachable if it does not answer."""
 
 
 class Delivery:
@@ -158,7 +163,11 @@ class Delivery:
             raise await self._gone(connection_id)
         assert self.others is not None
         is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
-        if not await self.others.call(node, "send", connection_id, is_text, frame):
+        try:
+            sent = await self.others.call(node, "send", connection_id, is_text, frame)
+        except NodeUnreachable as exc:
+            raise GoneError(connection_id) from exc
+        if not sent:
             raise GoneError(connection_id)
 
     async def _send_here(self, connection_id: str, is_text: bool, frame: bytes) -> bool:
@@ -216,7 +225,11 @@ class Delivery:
             node = await self._locate(connection_id)
             if node is not None:
                 assert self.others is not None
-                return await self.others.call(node, operation, connection_id, *args)
+                try:
+                    return await self.others.call(node, operation, connection_id, *args)
+                except NodeUnreachable:
+                    log.warning("%s %s: node %s does not answer", operation, connection_id, node)
+                    return None  # as for a connection that is gone
         return await self.operations[operation](connection_id, *args)
 
     async def _locate(self, connection_id: str) -> Hashable | None:
@@ -252,13 +265,24 @@ class Delivery:
         """Deliver to `topic`'s subscribers (None: everyone), here and on every other node."""
         is_text, frame = outbound_frame(data, self.limits.max_message_bytes)
         skip = tuple(exclude)
-        if self.others is None:
+        others = self.others
+        if others is None:
             return await self._fan_out_here(topic, is_text, frame, skip)
-        here, elsewhere = await asyncio.gather(
+        nodes = await others.nodes_for(topic)
+        counts = await asyncio.gather(
             self._fan_out_here(topic, is_text, frame, skip),
-            self.others.call_others("fan_out", topic, is_text, frame, skip),
+            *(others.call(node, "fan_out", topic, is_text, frame, skip) for node in nodes),
+            return_exceptions=True,
         )
-        return int(here) + sum(int(count) for count in elsewhere)
+        delivered = 0
+        for node, count in zip((None, *nodes), counts, strict=True):
+            if isinstance(count, NodeUnreachable):  # its connections are gone with it
+                log.warning("fan-out: node %s does not answer: %s", node, count)
+            elif isinstance(count, BaseException):
+                raise count
+            else:
+                delivered += int(count)
+        return delivered
 
     async def _fan_out_here(
         self, topic: str | None, is_text: bool, frame: bytes, exclude: tuple[str, ...]
@@ -288,9 +312,13 @@ class Delivery:
     async def connection_ids(self) -> list[str]:
         """Every open connection's id, on every node (the management API's list)."""
         ids = await self.store.connection_ids()
-        if self.others is not None:
-            for more in await self.others.call_others("ids"):
-                ids.extend(more)
+        others = self.others
+        if others is not None:
+            for node in await others.nodes_for(None):
+                try:
+                    ids.extend(await others.call(node, "ids"))
+                except NodeUnreachable as exc:
+                    log.warning("listing connections: node %s does not answer: %s", node, exc)
         return ids
 
 

@@ -53,9 +53,9 @@ log = logging.getLogger("wsgate.gateway")
 class Gateway:
     """One API stage of an App: its connections, its handlers, its connections API.
 
-    With `others`, this gateway is one node of several (today: a worker of
-    `wsgate serve --workers N`): it holds its own connections and their part of the
-    table, and `Delivery` reaches the others' through `others`.
+    With `others`, this gateway is one node of several (a worker of `wsgate serve
+    --workers N`, or a node sharing a Redis store): it holds its own connections, and
+    `Delivery` reaches the others' through `others`.
     """
 
     def __init__(
@@ -68,6 +68,7 @@ class Gateway:
         api_id: str | None = None,
         stage_variables: Mapping[str, str] | None = None,
         handler_threads: int = 64,
+        node: str | None = None,
         others: OtherNodes | None = None,
     ) -> None:
         self.app = app
@@ -75,7 +76,8 @@ class Gateway:
         self.stage = stage
         self.limits = limits or Limits()
         self.api_id = api_id or ids.api_id(os.urandom)
-        self.node = ids.event_id(os.urandom)
+        #: This node's id in the store's records (random unless the caller names it).
+        self.node = node or ids.event_id(os.urandom)
         # Ids are drawn on the event loop only; a pool per gateway, so never shared by a fork.
         self.new_id = ids.IdPool(os.urandom)
         self.stage_variables = dict(stage_variables) if stage_variables else None

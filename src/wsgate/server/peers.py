@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from wsgate.exceptions import WsgateError
+from wsgate.server.delivery import NodeUnreachable
 
 log = logging.getLogger("wsgate.peers")
 
@@ -47,7 +48,7 @@ CALL_TIMEOUT = 10.0
 Operation = Callable[..., Awaitable[Any]]
 
 
-class PeerError(WsgateError):
+class PeerError(NodeUnreachable):
     """Another worker could not be reached, or failed to do what it was asked."""
 
 
@@ -173,9 +174,9 @@ class Peers:
         link = await self._link(worker)
         return await link.call(operation, args)
 
-    async def call_others(self, operation: str, *args: Any) -> list[Any]:
-        """Ask every other worker at once; their answers in worker order."""
-        return list(await asyncio.gather(*(self.call(w, operation, *args) for w in self.others)))
+    async def nodes_for(self, topic: str | None) -> list[int]:
+        """Every other worker: which of them hold a topic's subscribers only they know."""
+        return self.others
 
     async def _link(self, worker: int) -> _Link:
         link = self._links.get(worker)

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING
 from wsgate.app import App
 from wsgate.core.limits import Limits
 from wsgate.exceptions import ConfigError, WsgateError
+from wsgate.server.delivery import OtherNodes
 from wsgate.server.front import FrontDoor
 from wsgate.server.gateway import Gateway
 from wsgate.server.http import http_runner, socket_paths
 from wsgate.server.peers import Peers
+from wsgate.server.redis_bus import NODE_TIMEOUT, RedisBus
 from wsgate.store import DEFAULT_STORE_URL, Store, open_store
 
 if TYPE_CHECKING:
@@ -62,9 +64,11 @@ class Server:
 async def serve(
     app: App,
     *,
-    # Network
+    # Network; `backlog`: connects the kernel queues while the loop is busy, the system's
+    # maximum by default (as uvicorn) so a burst waits in the queue, not in SYN retries
     host: str = "127.0.0.1",
     port: int = 8080,
+    backlog: int = socket.SOMAXCONN,
     # API Gateway
     stage: str = "dev",
     api_id: str | None = None,
@@ -76,8 +80,11 @@ async def serve(
     # Security
     allow_remote_management: bool = False,
     allowed_hosts: Iterable[str] = (),
-    # Workers (`wsgate serve --workers N`): this one's link to the others
+    # Several nodes: a worker's link to the others (`wsgate serve --workers N`); with a
+    # Redis store, this node's id (random if None) and when a silent node counts as dead
     peers: Peers | None = None,
+    node_id: str | None = None,
+    node_timeout: float = NODE_TIMEOUT,
 ) -> AsyncIterator[Server]:
     """Run `app` until the block exits; port 0 picks a free port (see `Server.port`).
 
@@ -85,14 +92,17 @@ async def serve(
         print(server.url)
     """
     _check_stage(stage)
+    opened = open_store(store) if isinstance(store, str) else store
+    node, others = _node(opened, peers, node_id=node_id, node_timeout=node_timeout)
     gateway = Gateway(
         app,
-        open_store(store) if isinstance(store, str) else store,
+        opened,
         stage=stage,
         limits=limits,
         api_id=api_id,
         stage_variables=stage_variables,
-        others=peers,
+        node=node,
+        others=others,
     )
     await gateway.start()
     runner = http_runner(
@@ -116,7 +126,12 @@ async def serve(
 
         try:
             listener = await loop.create_server(
-                front_door, host, port, reuse_address=True, reuse_port=peers is not None
+                front_door,
+                host,
+                port,
+                backlog=backlog,
+                reuse_address=True,
+                reuse_port=peers is not None,
             )
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -126,6 +141,24 @@ async def serve(
             listener.close()
         await gateway.stop()
         await runner.cleanup()
+
+
+def _node(
+    store: Store, peers: Peers | None, *, node_id: str | None, node_timeout: float
+) -> tuple[str | None, OtherNodes | None]:
+    """This gateway's node id, and how it reaches the other nodes: the workers of
+    `--workers N`, the nodes sharing a Redis store, or none."""
+    from wsgate.store.redis import RedisStore
+
+    if not isinstance(store, RedisStore):
+        if node_id is not None:
+            raise ConfigError("--node-id is for the Redis store (several gateway nodes)")
+        return None, peers
+    if peers is not None:
+        raise ConfigError("a Redis store links the nodes itself; it takes no workers' bus")
+    node = node_id or f"{socket.gethostname().split('.')[0]}-{os.urandom(3).hex()}"
+    store.node = node
+    return node, RedisBus(store, node, node_timeout=node_timeout)
 
 
 def _check_stage(stage: str) -> None:
@@ -163,6 +196,10 @@ class ServeConfig:
     dynamodb_endpoint: str | None = None
     reload: bool = False
     workers: int = 1
+    #: With a Redis store: this node's id (random if None; `-K` is added per worker), and
+    #: how long a node may be silent before the others purge its connections.
+    node_id: str | None = None
+    node_timeout: float = NODE_TIMEOUT
     log_level: str = "info"
 
     @property
@@ -270,6 +307,8 @@ def run_node(config: ServeConfig, *, peers: Peers | None = None) -> None:
             allow_remote_management=config.allow_remote_management,
             allowed_hosts=config.allowed_hosts,
             peers=peers,
+            node_id=config.node_id,
+            node_timeout=config.node_timeout,
         )
     finally:
         if functions is not None:
@@ -299,6 +338,8 @@ def _serve_until_stopped(
     allow_remote_management: bool,
     allowed_hosts: tuple[str, ...],
     peers: Peers | None,
+    node_id: str | None,
+    node_timeout: float,
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then close every connection and stop.
 
@@ -331,6 +372,8 @@ def _serve_until_stopped(
             allow_remote_management=allow_remote_management,
             allowed_hosts=allowed_hosts,
             peers=peers,
+            node_id=node_id,
+            node_timeout=node_timeout,
         ) as server:
             _tune_gc()
             on_ready(server)

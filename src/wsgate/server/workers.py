@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -27,19 +28,23 @@ from wsgate.exceptions import ConfigError, WsgateError
 from wsgate.server.peers import MAX_WORKERS, Peers
 from wsgate.server.runner import ServeConfig, run_node
 
+#: Stores that link gateway nodes themselves: with them each worker is a node of its own.
+NODE_STORES = ("redis://", "rediss://", "redis+sentinel://")
+
 
 def worker_store(url: str, worker: int) -> str:
-    """The store URL worker `worker` uses: its own SQLite file; memory:// as it is."""
-    if url.startswith("memory://"):
+    """The store URL worker `worker` uses: its own SQLite file; memory:// and Redis (shared,
+    each worker a node) as they are."""
+    if url.startswith(("memory://", *NODE_STORES)):
         return url
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///") :])
         name = f"{path.stem}.worker{worker}{path.suffix}"
         return "sqlite:///" + str(path.with_name(name))
     raise ConfigError(
-        f"--workers needs a store each worker can own a part of (memory:// or sqlite:///); "
-        f"{url!r} is shared by every process, and delivery between nodes that share a "
-        "table is not supported yet: run one worker per node with it"
+        f"--workers needs a store each worker can own a part of (memory:// or sqlite:///) "
+        f"or one that links nodes (redis://); {url!r} is shared by every process and "
+        "does not: run one worker per node with it, or use a Redis store"
     )
 
 
@@ -129,7 +134,11 @@ def main(argv: list[str]) -> int:
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        run_node(config, peers=Peers(int(worker), int(count), Path(directory)))
+        if config.store.startswith(NODE_STORES):  # each worker a node; Redis links them
+            node_id = config.node_id or f"{socket.gethostname().split('.')[0]}-{os.getppid()}"
+            run_node(dataclasses.replace(config, node_id=f"{node_id}-{worker}"))
+        else:
+            run_node(config, peers=Peers(int(worker), int(count), Path(directory)))
     except WsgateError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1

@@ -242,7 +242,9 @@ class RedisStore:
         """`url`: see `open_store` (`redis://`, `rediss://`, `redis+sentinel://`).
 
         `node` is this gateway's id: `open()` then purges connections a previous run with
-        the same id left behind. It may also be set later, before `open()`."""
+        the same id left behind, and `connection_ids()`/`subscribers()` answer for this
+        node's connections only (what it delivers to itself; other nodes' through
+        `server/redis_bus.py`). It may also be set later, before `open()`."""
         _require_redis()
         self.url = url
         self.node = node
@@ -286,7 +288,7 @@ class RedisStore:
             )
         }
         try:
-            async with self._errors():
+            async with self.errors():
                 await self._client.ping()
             if self.node:
                 await self.purge_node(self.node)
@@ -307,21 +309,21 @@ class RedisStore:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _redis(self) -> Redis:
+    def redis_client(self) -> Redis:
         if self._client is None:
             raise StoreError(f"Redis store at {self.where} is not open")
         return self._client
 
     async def _run(self, script: str, *args: str | int) -> Any:
         """Run one of the store's scripts with the prefix as its first argument."""
-        client = self._redis()
-        async with self._errors():
+        client = self.redis_client()
+        async with self.errors():
             return await self._scripts[script](
                 keys=[self._routing_key], args=[self.keys_start, *args], client=client
             )
 
     @asynccontextmanager
-    async def _errors(self) -> AsyncIterator[None]:
+    async def errors(self) -> AsyncIterator[None]:
         """The one place redis-py errors become StoreErrors a person can act on."""
         from redis import exceptions as redis_errors
 
@@ -338,8 +340,8 @@ class RedisStore:
             raise StoreError(f"Redis at {self.where} failed: {exc}") from exc
 
     async def _members(self, key: str) -> list[str]:
-        client = self._redis()
-        async with self._errors():
+        client = self.redis_client()
+        async with self.errors():
             members = cast("set[str]", await client.smembers(key))
         return list(members)
 
@@ -363,13 +365,17 @@ class RedisStore:
         return bool(await self._run("remove", connection_id))
 
     async def get_connection(self, connection_id: str) -> ConnectionRecord | None:
-        client = self._redis()
-        async with self._errors():
+        client = self.redis_client()
+        async with self.errors():
             key = f"{self.keys_start}conn:{connection_id}"
             fields = cast("dict[str, str]", await client.hgetall(key))
         return _from_hash(connection_id, fields) if fields else None
 
     async def connection_ids(self) -> list[str]:
+        """With a `node`: the connections it holds (each node delivers to its own, as a
+        worker's store holds its own part of the table); without: every connection."""
+        if self.node:
+            return await self.connection_ids_on(self.node)
         return await self._members(self._routing_key)
 
     async def subscribe(self, connection_id: str, topic: str) -> bool:
@@ -379,6 +385,9 @@ class RedisStore:
         return bool(await self._run("unsubscribe", connection_id, topic))
 
     async def subscribers(self, topic: str) -> list[str]:
+        """With a `node`: its subscribers of `topic` (see `connection_ids`); without: all."""
+        if self.node:
+            return await self.subscribers_on(topic, self.node)
         return list(await self._run("subscribers", topic))
 
     async def topics(self, connection_id: str) -> list[str]:
