@@ -1,0 +1,443 @@
+"""Start and stop a gateway: `serve()` to embed one (tests, your own program), `run()` for
+`wsgate serve` and every mode it has (reload, workers, offline serverless/SAM, Lambda)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from wsgate.app import App
+from wsgate.core.limits import Limits
+from wsgate.exceptions import ConfigError, WsgateError
+from wsgate.server.delivery import OtherNodes
+from wsgate.server.front import FrontDoor
+from wsgate.server.gateway import Gateway
+from wsgate.server.http import http_runner, socket_paths
+from wsgate.server.peers import Peers
+from wsgate.server.redis_bus import NODE_TIMEOUT, RedisBus
+from wsgate.store import DEFAULT_STORE_URL, Store, open_store
+
+if TYPE_CHECKING:
+    from wsgate.offline.app import OfflineApp
+
+log = logging.getLogger("wsgate.server")
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    """A running gateway and where to reach it."""
+
+    gateway: Gateway
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL clients connect to, stage included."""
+        return f"ws://{self._authority}/{self.gateway.stage}"
+
+    @property
+    def management_url(self) -> str:
+        """The `endpoint_url` for boto3's `apigatewaymanagementapi` client."""
+        return f"http://{self._authority}/{self.gateway.stage}"
+
+    @property
+    def _authority(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{host}:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    app: App,
+    *,
+    # Network; `backlog`: connects the kernel queues while the loop is busy, the system's
+    # maximum by default (as uvicorn) so a burst waits in the queue, not in SYN retries
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    backlog: int = socket.SOMAXCONN,
+    # API Gateway
+    stage: str = "dev",
+    api_id: str | None = None,
+    stage_variables: Mapping[str, str] | None = None,
+    # State
+    store: Store | str = DEFAULT_STORE_URL,
+    # Limits
+    limits: Limits | None = None,
+    # Security
+    allow_remote_management: bool = False,
+    allowed_hosts: Iterable[str] = (),
+    # Several nodes: a worker's link to the others (`wsgate serve --workers N`); with a
+    # Redis store, this node's id (random if None) and when a silent node counts as dead
+    peers: Peers | None = None,
+    node_id: str | None = None,
+    node_timeout: float = NODE_TIMEOUT,
+) -> AsyncIterator[Server]:
+    """Run `app` until the block exits; port 0 picks a free port (see `Server.port`).
+
+    async with serve(app, port=0, store="memory://") as server:
+        print(server.url)
+    """
+    _check_stage(stage)
+    opened = open_store(store) if isinstance(store, str) else store
+    node, others = _node(opened, peers, node_id=node_id, node_timeout=node_timeout)
+    gateway = Gateway(
+        app,
+        opened,
+        stage=stage,
+        limits=limits,
+        api_id=api_id,
+        stage_variables=stage_variables,
+        node=node,
+        others=others,
+    )
+    await gateway.start()
+    runner = http_runner(
+        gateway,
+        allow_remote_management=allow_remote_management,
+        allowed_hosts=tuple(allowed_hosts),
+        bind_host=host,
+    )
+    listener: asyncio.Server | None = None
+    try:
+        await runner.setup()
+        http_protocol = runner.server
+        assert http_protocol is not None
+        paths = socket_paths(stage)
+        loop = asyncio.get_running_loop()
+
+        def front_door() -> FrontDoor:
+            return FrontDoor(
+                paths, gateway.open_connection, http_protocol, gateway.connection_tasks, loop
+            )
+
+        try:
+            listener = await loop.create_server(
+                front_door,
+                host,
+                port,
+                backlog=backlog,
+                reuse_address=True,
+                reuse_port=peers is not None,
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        yield Server(gateway, host, _bound_port(listener))
+    finally:
+        if listener is not None:
+            listener.close()
+        await gateway.stop()
+        await runner.cleanup()
+
+
+def _node(
+    store: Store, peers: Peers | None, *, node_id: str | None, node_timeout: float
+) -> tuple[str | None, OtherNodes | None]:
+    """This gateway's node id, and how it reaches the other nodes: the workers of
+    `--workers N`, the nodes sharing a Redis store, or none."""
+    from wsgate.store.redis import RedisStore
+
+    if not isinstance(store, RedisStore):
+        if node_id is not None:
+            raise ConfigError("--node-id is for the Redis store (several gateway nodes)")
+        return None, peers
+    if peers is not None:
+        raise ConfigError("a Redis store links the nodes itself; it takes no workers' bus")
+    node = node_id or f"{socket.gethostname().split('.')[0]}-{os.urandom(3).hex()}"
+    store.node = node
+    return node, RedisBus(store, node, node_timeout=node_timeout)
+
+
+def _check_stage(stage: str) -> None:
+    if not stage or "/" in stage or stage.startswith(("@", "%40")):
+        raise ConfigError(f"bad stage name {stage!r}: use letters, digits, '-' or '_'")
+
+
+def _bound_port(listener: asyncio.Server) -> int:
+    for sock in listener.sockets:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            return int(sock.getsockname()[1])
+    raise RuntimeError("the listener has no TCP socket")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeConfig:
+    """Everything `wsgate serve` takes, for `run()`: the CLI builds one from its options.
+
+    `target`: `path.py`, `path.py:app`, `module:app`, a serverless.yml or SAM template, or
+    None for the demo app. `stage` None: "dev", or a serverless.yml/SAM file's own stage.
+    """
+
+    target: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    stage: str | None = None
+    store: str = DEFAULT_STORE_URL
+    limits: Limits = field(default_factory=Limits)
+    allow_remote_management: bool = False
+    #: Host names the management API answers besides loopback and `host` (DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
+    #: Every route through the Lambda adapter, as on AWS (state in `store`, sends over HTTP).
+    lambda_mode: bool = False
+    #: For serverless.yml/SAM targets: the handlers' DynamoDB endpoint.
+    dynamodb_endpoint: str | None = None
+    reload: bool = False
+    workers: int = 1
+    #: With a Redis store: this node's id (random if None; `-K` is added per worker), and
+    #: how long a node may be silent before the others purge its connections.
+    node_id: str | None = None
+    node_timeout: float = NODE_TIMEOUT
+    log_level: str = "info"
+
+    @property
+    def is_offline(self) -> bool:
+        """The target is Lambda functions described by serverless.yml or a SAM template."""
+        return self.target is not None and self.target.endswith(OFFLINE_SUFFIXES)
+
+    def check(self) -> None:
+        """Refuse modes that do not go together (ConfigError)."""
+        if self.reload and self.workers > 1:
+            raise ConfigError("--reload runs one process; leave out --workers")
+        if self.workers > 1 and (self.lambda_mode or self.is_offline):
+            raise ConfigError("--workers serves Python apps on the gateway (not --lambda)")
+        if self.lambda_mode and self.is_offline:
+            raise ConfigError("--lambda is for Python apps; these are Lambda functions")
+
+    def to_json(self) -> str:
+        """For the processes `run()` starts (workers, the reloaded child)."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        fields = json.loads(text)
+        limits = Limits(**fields["limits"])
+        return cls(**{**fields, "limits": limits, "allowed_hosts": tuple(fields["allowed_hosts"])})
+
+
+#: Targets that are Lambda functions described by serverless.yml or a SAM template.
+OFFLINE_SUFFIXES = (".yml", ".yaml", ".json")
+
+
+def run(config: ServeConfig) -> int:
+    """Serve `config.target` until SIGINT/SIGTERM; the process's exit status.
+
+    The one entry point of `wsgate serve`, each mode a keyword: `reload` (restart on code
+    changes), `workers` (N processes on one port), an offline serverless.yml/SAM target,
+    `lambda_mode`. Raises ConfigError for what cannot run.
+    """
+    config.check()
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if config.reload:
+        _run_with_reload(config)
+        return 0
+    if config.workers > 1:
+        from wsgate.server.workers import supervise
+
+        return supervise(config)
+    run_node(config)
+    return 0
+
+
+def run_node(config: ServeConfig, *, peers: Peers | None = None) -> None:
+    """One gateway process: load the app, serve it until a signal (or, for a worker of
+    `--workers`, until its supervisor is gone: its stdin closes)."""
+    functions: OfflineApp | None = None
+    stage = config.stage or "dev"
+    if config.is_offline:
+        from wsgate.offline.app import open_offline_app
+
+        assert config.target is not None
+        functions = open_offline_app(
+            Path(config.target), stage=config.stage, dynamodb_endpoint=config.dynamodb_endpoint
+        )
+        app, stage = functions.app, functions.stage
+    else:
+        app = load_target(config.target)
+    served, gateway_store = app, config.store
+    if config.lambda_mode:
+        from wsgate.aws.lambda_handler import LambdaAdapter
+
+        adapter = LambdaAdapter(
+            app, open_store(config.store), management_endpoint="http://{domainName}/{stage}"
+        )
+        # The gateway only holds sockets; the app's state lives in the adapter's store.
+        served, gateway_store = adapter.as_app(), "memory://"
+
+    def ready(server: Server) -> None:
+        if functions is not None:
+            functions.attach(server.host, server.port)
+        if peers is not None and peers.worker > 0:
+            return  # worker 0 speaks for all
+        print(
+            f"wsgate: serving {app.name} ({len(app.routes)} routes, "
+            f"selection {app.route_selection}) with store {config.store}"
+            f"{' in Lambda mode' if config.lambda_mode else ''}"
+            f"{f' on {peers.count} workers' if peers is not None else ''}\n"
+            f"  WebSocket:  {server.url}\n"
+            f"  @connections: {server.management_url}/@connections\n"
+            "Press Ctrl+C to stop.",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        _serve_until_stopped(
+            served,
+            ready,
+            host=config.host,
+            port=config.port,
+            stage=stage,
+            store=gateway_store,
+            limits=config.limits,
+            allow_remote_management=config.allow_remote_management,
+            allowed_hosts=config.allowed_hosts,
+            peers=peers,
+            node_id=config.node_id,
+            node_timeout=config.node_timeout,
+        )
+    finally:
+        if functions is not None:
+            functions.close()  # after the gateway stopped: $disconnect ran in the processes
+
+
+def load_target(target: str | None) -> App:
+    """The App a Python target names; None is the demo app."""
+    if target is None:
+        from wsgate.demo import app
+
+        return app
+    from wsgate.importer import load_app
+
+    return load_app(target)
+
+
+def _serve_until_stopped(
+    app: App,
+    on_ready: Callable[[Server], None],
+    *,
+    host: str,
+    port: int,
+    stage: str,
+    store: str,
+    limits: Limits,
+    allow_remote_management: bool,
+    allowed_hosts: tuple[str, ...],
+    peers: Peers | None,
+    node_id: str | None,
+    node_timeout: float,
+) -> None:
+    """Serve `app` until SIGINT/SIGTERM, then close every connection and stop.
+
+    A worker (`peers`) also stops when its stdin reaches end of file: its supervisor is
+    gone, even one killed with SIGKILL.
+    """
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if peers is not None:
+            fd = sys.stdin.fileno()
+
+            def readable() -> None:
+                if not os.read(fd, 4096):  # end of file: the writer is gone
+                    loop.remove_reader(fd)
+                    log.warning("the supervisor is gone; stopping")
+                    stop.set()
+
+            loop.add_reader(fd, readable)
+        async with serve(
+            app,
+            host=host,
+            port=port,
+            stage=stage,
+            store=store,
+            limits=limits,
+            allow_remote_management=allow_remote_management,
+            allowed_hosts=allowed_hosts,
+            peers=peers,
+            node_id=node_id,
+            node_timeout=node_timeout,
+        ) as server:
+            _tune_gc()
+            on_ready(server)
+            await stop.wait()
+            log.info("stopping: closing %d connections", len(server.gateway.live))
+
+    with asyncio.Runner(loop_factory=fastest_loop()) as runner:
+        runner.run(main())
+
+
+def _run_with_reload(config: ServeConfig) -> None:
+    """Run the gateway in a child process and restart it when a .py file changes."""
+    import watchfiles
+
+    location = (config.target or "").partition(":")[0]
+    watched = (
+        Path(location).resolve().parent
+        if location.endswith((".py", *OFFLINE_SUFFIXES))
+        else Path.cwd()
+    )
+    print(f"wsgate: watching {watched} for changes", file=sys.stderr, flush=True)
+    child = dataclasses.replace(config, reload=False)
+    watchfiles.run_process(
+        watched,
+        target=_reloaded_child,
+        args=(child.to_json(),),
+        watch_filter=watchfiles.PythonFilter(),
+        callback=lambda changes: print(
+            f"wsgate: {len(changes)} file(s) changed, restarting", file=sys.stderr, flush=True
+        ),
+    )
+
+
+def _reloaded_child(config_json: str) -> None:
+    """The child `--reload` restarts: one gateway, as `wsgate serve` without --reload."""
+    config = ServeConfig.from_json(config_json)
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        run_node(config)
+    except WsgateError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _tune_gc() -> None:
+    """Collect cycles less often, and never look at what startup made again.
+
+    A gateway's garbage is almost all acyclic (freed at once by reference counting), while
+    each live connection keeps several container objects that every full collection
+    walks: with thousands of connections, the default thresholds spent over a third of a
+    connection's CPU time in the collector. Process-wide, so only for `run()` (the CLI),
+    not for `serve()` embedded in someone else's program.
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
+
+
+def fastest_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (Linux, macOS): the event loop in C, most of a
+    message's CPU time; asyncio's own loop elsewhere."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
