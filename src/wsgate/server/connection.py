@@ -154,6 +154,16 @@ class LiveConnection(WSListener):
         else:
             self.gateway.message(self, outcome.body, outcome.is_base64)
 
+    def refused(self) -> None:
+        """picows refused a frame (over the frame limit, malformed) and sent its close
+        frame: stop reading now, so no more of that frame is buffered, let alone handed
+        to a handler; the close frame still goes out, within `CLOSE_TIMEOUT`."""
+        transport = self.transport
+        if transport is None or transport.is_disconnected or self.close_timer is not None:
+            return
+        transport.disconnect()  # graceful: reading stops, the close frame is flushed
+        self.close_timer = self.gateway.loop.call_later(CLOSE_TIMEOUT, transport.disconnect, False)
+
     def _peer_closing(self, transport: WSTransport, frame: WSFrame) -> None:
         """The client's close frame: answer it (once), then let the socket go."""
         if self.close is None and self.peer_close is None:

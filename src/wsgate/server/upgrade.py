@@ -16,7 +16,7 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from picows import WSListener, WSUpgradeResponse, WSUpgradeResponseWithListener
+from picows import WSUpgradeResponse, WSUpgradeResponseWithListener
 from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-defined]
 
 from wsgate.app import Route
@@ -35,10 +35,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("wsgate.gateway")
 
 #: picows logs two INFO lines per connection; they stay out of `--log-level info` unless
-#: this logger is lowered. An adapter, so picows does not make a child logger per socket.
+#: this logger is lowered. picows gets an adapter (`_ConnectionLog`), so it does not make
+#: a child logger per socket.
 _picows_logger = logging.getLogger("wsgate.websocket")
 _picows_logger.setLevel(logging.WARNING)
-_picows_log = logging.LoggerAdapter(_picows_logger, {})
 
 
 async def open_connection(
@@ -160,13 +160,19 @@ def _hand_to_picows(
     transport: asyncio.Transport,
     head: RequestHead,
     rest: bytes,
-    listener: WSListener,
+    listener: LiveConnection,
     *,
     max_frame_bytes: int,
     subprotocol: str | None,
 ) -> None:
     """Let picows answer the checked upgrade `head` (101) and serve the socket, frames to
-    `listener`; `rest` is what the client sent after the head."""
+    `listener`; `rest` is what the client sent after the head.
+
+    picows checks each frame's header (size, opcode, masking) and on a violation sends
+    its close frame, but it goes on reading the payload it refused and hands the frame
+    over once complete. Its error log is the only word it gives at that moment, so the
+    connection's log (`_ConnectionLog`) tells the listener, which stops reading at once.
+    """
     headers = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
 
     def accept(request: Any) -> WSUpgradeResponseWithListener:
@@ -179,7 +185,7 @@ def _hand_to_picows(
         None,  # path (client side only)
         False,  # is_client_side
         accept,
-        _picows_log,
+        _ConnectionLog(listener),
         True,  # disconnect_on_exception
         None,  # handshake timeout: the head is already here
         False,  # auto ping: API Gateway does not ping clients
@@ -193,6 +199,19 @@ def _hand_to_picows(
     )
     hand_over(transport, protocol, canonical_upgrade(head) + rest)
 
+
+class _ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """picows' log for one connection: an error there means picows refused a frame and
+    sent its close frame, so the connection stops reading (`LiveConnection.refused`)."""
+
+    def __init__(self, listener: LiveConnection) -> None:
+        super().__init__(_picows_logger, {})
+        self.listener = listener
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level >= logging.ERROR:
+            self.listener.refused()
+        super().log(level, msg, *args, **kwargs)
 
 
 def _phrase(status: int) -> str:
