@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import sys
 import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from wsgate.bench import SCENARIOS, SERVERS
+
+T = TypeVar("T")
 
 
 def _names(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -22,6 +27,32 @@ def _names(value: str, allowed: tuple[str, ...], what: str) -> list[str]:
             f"{','.join(allowed)}"
         )
     return list(dict.fromkeys(names))
+
+
+async def _until_stopped(work: Coroutine[Any, Any, T], stopped_by: list[int]) -> T:
+    """Run `work`; SIGTERM or SIGHUP cancels it, as Ctrl+C does, and is noted in `stopped_by`.
+
+    The servers run in sessions of their own (so signals sent to the bench's process group
+    do not reach them): only the bench's `finally` blocks stop them, and a signal's default
+    action would end the bench without running any.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    stop_signals = (signal.SIGTERM, signal.SIGHUP)
+
+    def cancel(signum: int) -> None:
+        if not stopped_by:  # a second signal does not cut the servers' stopping short
+            stopped_by.append(signum)
+            task.cancel()
+
+    for signum in stop_signals:
+        loop.add_signal_handler(signum, cancel, signum)
+    try:
+        return await work
+    finally:
+        for signum in stop_signals:
+            loop.remove_signal_handler(signum)
 
 
 @click.command()
@@ -106,21 +137,31 @@ def bench(
         f"scale {scale:g}, {repeat} run(s) each",
         err=True,
     )
+    stopped_by: list[int] = []
     try:
         with asyncio.Runner(loop_factory=loop_factory) as loop:
             results = loop.run(
-                runner.run(
-                    scenarios=chosen_scenarios,
-                    names=chosen_servers,
-                    repeat=repeat,
-                    scale=scale,
-                    workdir=folder,
-                    progress=progress,
-                    loop_name=loop_name,
+                _until_stopped(
+                    runner.run(
+                        scenarios=chosen_scenarios,
+                        names=chosen_servers,
+                        repeat=repeat,
+                        scale=scale,
+                        workdir=folder,
+                        progress=progress,
+                        loop_name=loop_name,
+                    ),
+                    stopped_by,
                 )
             )
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from exc
+    except asyncio.CancelledError:
+        if not stopped_by:
+            raise
+        name = signal.Signals(stopped_by[0]).name
+        click.echo(f"wsgate bench: stopped by {name}; its servers are stopped", err=True)
+        sys.exit(128 + stopped_by[0])
     finally:
         if temporary:
             shutil.rmtree(folder, ignore_errors=True)

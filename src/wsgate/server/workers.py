@@ -3,7 +3,8 @@
 The supervisor (this module) starts N `wsgate serve` processes that listen on the same
 port with SO_REUSEPORT, so the kernel spreads new connections over them. Each worker keeps
 its part of the table in its own store (`wsgate.db` becomes `wsgate.worker0.db`, ...) and
-reaches the others through `server/peers.py`. The supervisor forwards SIGINT/SIGTERM;
+reaches the others through `server/peers.py`. The supervisor stops the workers on SIGINT,
+SIGTERM and SIGHUP (a closed terminal) and exits 0 once they have stopped;
 if a worker dies, it stops the others and exits 1, so a process manager sees the failure;
 if the supervisor dies, even of SIGKILL, the workers see their stdin pipe close and stop.
 """
@@ -82,7 +83,8 @@ def supervise(config: ServeConfig) -> int:
                 process.send_signal(signal.SIGTERM)
 
     with tempfile.TemporaryDirectory(prefix="wsgate-workers-") as directory, reserved:
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {sig: signal.signal(sig, stop) for sig in stop_signals}
         try:
             for worker in range(count):
                 own = dataclasses.replace(config, port=bound, store=stores[worker], workers=1)
