@@ -1,15 +1,14 @@
 """Shared test helpers: a real gateway on an ephemeral port, real clients.
 
-`run_gateway(app)` starts the gateway on 127.0.0.1:0 in a thread with its own event loop,
-so tests use blocking clients (websockets' sync client, boto3) exactly as users do.
+`run_gateway(app)` starts the gateway on 127.0.0.1:0 in a thread with its own event loop
+(`wsgate.testing.TestGateway`, what users test their apps with), so tests use blocking
+clients (websockets' sync client, boto3) exactly as users do.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,7 +18,8 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from wsgate import App
-from wsgate.server import Server, serve
+from wsgate.server import Server
+from wsgate.testing import TestGateway
 
 #: Multiply every wait by this on slow machines.
 TIMEOUT_FACTOR = float(os.environ.get("WSGATE_TESTS_TIMEOUT_FACTOR", "1"))
@@ -36,41 +36,10 @@ def free_port() -> int:
 
 @contextmanager
 def run_gateway(app: App, **options: Any) -> Iterator[Server]:
-    """Serve `app` on an ephemeral port for the duration of the block."""
-    options.setdefault("store", "memory://")
-    options.setdefault("port", 0)
-    ready: list[Server] = []
-    errors: list[BaseException] = []
-    started = threading.Event()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    async def main() -> None:
-        try:
-            async with serve(app, **options) as server:
-                ready.append(server)
-                started.set()
-                await stop.wait()
-        except BaseException as exc:
-            errors.append(exc)
-            started.set()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
-    thread.start()
-    started.wait(TIMEOUT)
-    if errors:  # it failed to start: its thread is ending, its loop must not leak
-        thread.join(TIMEOUT)
-        loop.close()
-        raise errors[0]
-    assert ready, "gateway did not start"
-    try:
-        yield ready[0]
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(TIMEOUT * 4)
-        loop.close()
-        if errors:
-            raise errors[0]
+    """Serve `app` on an ephemeral port for the duration of the block (`wsgate.testing`'s
+    TestGateway; tests that want its clients use it directly)."""
+    with TestGateway(app, **options) as gateway:
+        yield gateway.server
 
 
 def ws_connect(url: str, **kwargs: Any) -> ClientConnection:
