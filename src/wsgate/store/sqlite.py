@@ -6,10 +6,15 @@ is no longer running, whether it stopped cleanly or was killed. sqlite3 calls bl
 run on one dedicated thread, never on the event loop.
 
 Being the file's only writer also lets the store keep an index of the subscriptions and
-connection ids in memory, updated after each write commits (in commit order: the thread
-runs writes one at a time). `subscribers` and `connection_ids`, read on every publish and
-broadcast, answer from it on the event loop, without a trip to the database thread. The
+connection ids in memory, updated by the database thread as each write commits (in commit
+order: the thread runs writes one at a time). `subscribers` and `connection_ids`, read on
+every publish and broadcast, answer from it at once, without a trip to that thread. The
 file stays the durable copy, and what `wsgate connections` and other readers see.
+
+Any event loop may call the store, not only the one that opened it: each call's answer
+goes back to the loop that asked (the Lambda adapter runs invocations on a loop per
+thread, as concurrent Lambda invocations each run on their own), and a lock keeps the
+index whole for readers on other threads.
 """
 
 from __future__ import annotations
@@ -102,11 +107,12 @@ class SQLiteStore:
         self._db: sqlite3.Connection | None = None
         self._lock_file: IO[str] | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         #: Calls waiting for the database thread (see `_run`), shared with that thread.
         self._queue: list[_Call] = []
         self._queue_lock = threading.Lock()
-        #: The in-memory index (see the module docstring): live ids, topic -> ids.
+        #: The in-memory index (see the module docstring): live ids, topic -> ids; written
+        #: by the database thread, read from any loop, under `_index_lock`.
+        self._index_lock = threading.Lock()
         self._ids: set[str] = set()
         self._subscribers: dict[str, set[str]] = {}
         self._topics: dict[str, set[str]] = {}
@@ -125,12 +131,13 @@ class SQLiteStore:
         Group commit: calls made while the thread is busy wait in a queue, and the thread
         runs all of them in one transaction, with one commit and one hand-back to the loop.
         Fifty connections opening at once cost a few commits, not fifty, and order is kept.
-        `index(result)` updates the in-memory index once the call committed, on the loop, in
-        commit order, whether or not the caller is still waiting (it may be cancelled).
+        `index(result)` updates the in-memory index once the call committed, on the database
+        thread, in commit order, whether or not the caller is still waiting (it may be
+        cancelled). The answer comes back on the caller's own loop.
         """
         self._check_open()
-        assert self._loop is not None and self._executor is not None
-        done: asyncio.Future[T] = self._loop.create_future()
+        assert self._executor is not None
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         with self._queue_lock:
             self._queue.append((fn, done, index))
             first = len(self._queue) == 1
@@ -142,11 +149,12 @@ class SQLiteStore:
             raise StoreError(f"sqlite store {self.path}: {exc}") from exc
 
     def _run_queued(self) -> None:
-        """On the database thread: run what is queued in one transaction, then hand back."""
+        """On the database thread: run what is queued in one transaction, index what
+        committed, then hand each answer back to the loop that waits for it."""
         with self._queue_lock:
             batch, self._queue = self._queue, []
         db = self._db
-        assert db is not None and self._loop is not None
+        assert db is not None
         outcomes: list[tuple[bool, Any]] = []
         try:
             db.execute("BEGIN")
@@ -162,15 +170,25 @@ class SQLiteStore:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             outcomes = [(False, exc)] * len(batch)
-        self._loop.call_soon_threadsafe(_settle, batch, outcomes)
+        answers: dict[asyncio.AbstractEventLoop, list[_Answer]] = {}
+        with self._index_lock:
+            for (_, done, index), (ok, value) in zip(batch, outcomes, strict=True):
+                if ok and index is not None:
+                    index(value)
+                answers.setdefault(done.get_loop(), []).append((done, ok, value))
+        for loop, settled in answers.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:  # that loop is closed: nobody waits there any more
+                pass
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsgate-sqlite")
         try:
-            self._loop = asyncio.get_running_loop()
-            self._db = await self._loop.run_in_executor(self._executor, self._connect)
+            loop = asyncio.get_running_loop()
+            self._db = await loop.run_in_executor(self._executor, self._connect)
         except sqlite3.Error as exc:
             await self.close()
             raise StoreError(f"cannot open sqlite store {self.path}: {exc}") from exc
@@ -221,9 +239,10 @@ class SQLiteStore:
             db = self._db
             await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
         self._db = None
-        self._ids.clear()
-        self._subscribers.clear()
-        self._topics.clear()
+        with self._index_lock:
+            self._ids.clear()
+            self._subscribers.clear()
+            self._topics.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -294,7 +313,8 @@ class SQLiteStore:
 
     async def connection_ids(self) -> list[str]:
         self._check_open()
-        return list(self._ids)
+        with self._index_lock:
+            return list(self._ids)
 
     async def subscribe(self, connection_id: str, topic: str) -> bool:
         def subscribe(db: sqlite3.Connection) -> bool:
@@ -345,7 +365,8 @@ class SQLiteStore:
 
     async def subscribers(self, topic: str) -> list[str]:
         self._check_open()
-        return list(self._subscribers.get(topic, ()))
+        with self._index_lock:
+            return list(self._subscribers.get(topic, ()))
 
     async def topics(self, connection_id: str) -> list[str]:
         rows = await self._run(
@@ -360,13 +381,13 @@ class SQLiteStore:
 _Call = tuple[
     Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", Callable[[Any], None] | None
 ]
+#: A call's future, and whether it succeeded with `value` or failed with it.
+_Answer = tuple["asyncio.Future[Any]", bool, Any]
 
 
-def _settle(batch: list[_Call], outcomes: list[tuple[bool, Any]]) -> None:
-    """On the loop: index what committed, in commit order, then wake whoever still waits."""
-    for (_, done, index), (ok, value) in zip(batch, outcomes, strict=True):
-        if ok and index is not None:
-            index(value)
+def _settle(answers: list[_Answer]) -> None:
+    """On the caller's loop: wake whoever still waits, in commit order."""
+    for done, ok, value in answers:
         if done.cancelled():
             continue
         if ok:
