@@ -10,17 +10,19 @@ Two ways to fill the table, one table:
     app = App(routes={"$connect": "handlers.connect", "$default": "handlers.default"})
 
 Every handler is `handler(event, context)`, sync or async, with an API-Gateway-shaped
-`event` (a dict, so Lambda code runs unchanged) and a Lambda-like `context`.
+`event` (a dict, so Lambda code runs unchanged) and a Lambda-like `context`. So is the
+optional Lambda authorizer of `$connect` (`@app.authorizer(identity_sources=[...])`).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from wsgate.core.authorizer import IdentitySource
 from wsgate.core.routing import (
     CONNECT,
     DEFAULT,
@@ -48,6 +50,34 @@ class Route:
     @property
     def name(self) -> str:
         return getattr(self.handler, "__qualname__", repr(self.handler))
+
+
+@dataclass(frozen=True, slots=True)
+class Authorizer:
+    """The Lambda REQUEST authorizer of `$connect` (docs/compatibility.md §7).
+
+    `route.handler` gets the `REQUEST` event and returns an IAM policy (`principalId`,
+    `policyDocument`, optional `context`) or, when `simple`, `True`/`False` or
+    `{"isAuthorized": bool, "context": {...}}`.
+    """
+
+    route: Route
+    identity_sources: tuple[IdentitySource, ...]
+    simple: bool = False
+
+
+#: The key an authorizer's invocations carry in logs ("$connect authorizer ... failed").
+AUTHORIZER_KEY = f"{CONNECT} authorizer"
+
+
+def _route(key: str, handler: Handler | str, return_response: bool = False) -> Route:
+    resolved = import_handler(handler) if isinstance(handler, str) else handler
+    if not callable(resolved):
+        raise ConfigError(f"handler for {key!r} is not callable: {resolved!r}")
+    # An object whose __call__ is `async def` is an async handler too.
+    call = type(resolved).__call__ if not inspect.isfunction(resolved) else None
+    is_async = inspect.iscoroutinefunction(resolved) or inspect.iscoroutinefunction(call)
+    return Route(key, resolved, is_async, return_response)
 
 
 def import_handler(path: str) -> Handler:
@@ -96,6 +126,7 @@ class App:
         self.binary: BinaryMode = binary
         self.name = name
         self.routes: dict[str, Route] = {}
+        self.connect_authorizer: Authorizer | None = None
         for key, handler in (routes or {}).items():
             self.add_route(key, handler)
 
@@ -112,15 +143,42 @@ class App:
             raise ConfigError(f"route {key!r} is already handled by {self.routes[key].name}")
         if return_response and key in (CONNECT, DISCONNECT):
             raise ConfigError(f"{key} cannot return a response to the client")
-        resolved = import_handler(handler) if isinstance(handler, str) else handler
-        if not callable(resolved):
-            raise ConfigError(f"handler for {key!r} is not callable: {resolved!r}")
-        # An object whose __call__ is `async def` is an async handler too.
-        call = type(resolved).__call__ if not inspect.isfunction(resolved) else None
-        is_async = inspect.iscoroutinefunction(resolved) or inspect.iscoroutinefunction(call)
-        route = Route(key, resolved, is_async, return_response)
+        route = _route(key, handler, return_response)
         self.routes[key] = route
         return route
+
+    def add_authorizer(
+        self, handler: Handler | str, *, identity_sources: Sequence[str], simple: bool = False
+    ) -> Authorizer:
+        """Make `handler` the Lambda authorizer of `$connect`; the one registration path.
+
+        `identity_sources`: `route.request.header.NAME`, `route.request.querystring.NAME`,
+        `stageVariables.NAME` or `context.NAME`; a client missing any of them gets 401
+        without the authorizer running. An empty list runs it for every client.
+        """
+        if self.connect_authorizer is not None:
+            raise ConfigError(
+                f"$connect already has the authorizer {self.connect_authorizer.route.name}"
+            )
+        if isinstance(identity_sources, str):
+            raise ConfigError("identity_sources must be a list of strings, not one string")
+        sources = tuple(IdentitySource.parse(source) for source in identity_sources)
+        authorizer = Authorizer(_route(AUTHORIZER_KEY, handler), sources, simple)
+        self.connect_authorizer = authorizer
+        return authorizer
+
+    def authorizer(
+        self, *, identity_sources: Sequence[str], simple: bool = False
+    ) -> Callable[[H], H]:
+        """Decorator: authorize clients before `$connect`, as API Gateway's Lambda REQUEST
+        authorizers do; `simple=True` for handlers that return `True`/`False` or
+        `{"isAuthorized": bool, "context": {...}}` instead of an IAM policy."""
+
+        def register(handler: H) -> H:
+            self.add_authorizer(handler, identity_sources=identity_sources, simple=simple)
+            return handler
+
+        return register
 
     def route(self, key: str, *, return_response: bool = False) -> Callable[[H], H]:
         """Decorator: handle messages whose route selection evaluates to `key`."""

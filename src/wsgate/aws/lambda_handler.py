@@ -14,6 +14,11 @@ What the adapter adds around the app's handlers, so that they run unchanged on A
 - messages: API Gateway already picked the route (`requestContext.routeKey`); a two-way
   route's result goes back as the proxy response `body`. A handler that raises raises here
   too, so API Gateway sends the client its `Internal server error` frame.
+- the authorizer (an event with `type: REQUEST` and `methodArn`, which API Gateway sends
+  the authorizer function): the app's authorizer runs and its result goes back as is, a
+  simple authorizer's `True`/`False`/`{"isAuthorized": ...}` as the equivalent IAM policy
+  (API Gateway's WebSocket authorizers only take policies). An error raises here too, so
+  `raise Exception("Unauthorized")` is API Gateway's 401.
 - `wsgate.connections` is bound to `ApiGatewayConnections`: the store plus the
   `@connections` API at `https://{domainName}/{stage}`, or at `WSGATE_MANAGEMENT_ENDPOINT`
   when set, with the same placeholders (custom domains with a base path need it; the
@@ -34,6 +39,7 @@ from typing import Any
 from wsgate import connection_api
 from wsgate.app import App
 from wsgate.aws.connections import ApiGatewayConnections, management_client
+from wsgate.core.authorizer import simple_policy
 from wsgate.core.events import Event
 from wsgate.core.responses import connect_decision, route_reply
 from wsgate.core.routing import CONNECT, DISCONNECT, NOT_JSON, parse_body
@@ -83,13 +89,13 @@ class LambdaAdapter:
     def as_app(self) -> App:
         """The app as API Gateway + Lambda run it, for the local gateway's Lambda mode.
 
-        Every route, plus `$connect` and `$disconnect` (which keep the store current),
-        invokes this adapter from a thread, as API Gateway invokes a function.
+        Every route, plus `$connect` and `$disconnect` (which keep the store current) and
+        the authorizer, invokes this adapter from a thread, as API Gateway invokes a function.
         """
         app = self.app
         proxy = App(route_selection=app.route_selection, binary=app.binary, name=app.name)
 
-        def invoke(event: Event, context: Any) -> dict[str, Any]:
+        def invoke(event: Event, context: Any) -> Any:
             return self(dict(event), context)
 
         for key in {CONNECT, DISCONNECT, *app.routes}:
@@ -97,9 +103,13 @@ class LambdaAdapter:
             proxy.add_route(
                 key, invoke, return_response=route is not None and route.return_response
             )
+        authorizer = app.connect_authorizer
+        if authorizer is not None:  # the adapter turns a simple result into a policy
+            sources = [str(source) for source in authorizer.identity_sources]
+            proxy.add_authorizer(invoke, identity_sources=sources)
         return proxy
 
-    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def __call__(self, event: dict[str, Any], context: Any) -> Any:
         loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
         if loop is None:
             loop = self._local.loop = asyncio.new_event_loop()
@@ -143,8 +153,9 @@ class LambdaAdapter:
                 await self.store.open()
                 self._opened = True
 
-    async def handle(self, raw: dict[str, Any], context: Any) -> dict[str, Any]:
-        """Handle one API Gateway WebSocket event; return the Lambda proxy response."""
+    async def handle(self, raw: dict[str, Any], context: Any) -> Any:
+        """Handle one API Gateway WebSocket event; return the Lambda proxy response (or,
+        for the authorizer's event, the authorizer's policy)."""
         await self._ensure_open()
         request = raw["requestContext"]
         event_type = request["eventType"]
@@ -166,8 +177,17 @@ class LambdaAdapter:
             max_concurrency=self.max_concurrency,
         )
         binding = connection_api.Binding(api, asyncio.get_running_loop())
-        route = self.app.routes.get(route_key)
+        if raw.get("type") == "REQUEST" and "methodArn" in raw:
+            authorizer = self.app.connect_authorizer
+            if authorizer is None:
+                raise ConfigError(
+                    f"API Gateway invoked the $connect authorizer, which {self.app.name} does "
+                    "not define; redeploy the template generated from this app"
+                )
+            result = await call_handler(authorizer.route, event, context, binding, self._executor)
+            return simple_policy(result, raw["methodArn"]) if authorizer.simple else result
 
+        route = self.app.routes.get(route_key)
         if event_type == "CONNECT":
             result = None
             if route is not None:
@@ -236,7 +256,7 @@ def _adapter_from_environment() -> LambdaAdapter:
     )
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: Any) -> Any:
     """The Lambda entry point: loads the app once per execution environment (cold start)."""
     global _adapter
     if _adapter is None:

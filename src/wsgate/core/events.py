@@ -137,9 +137,10 @@ def request_time(now_ms: int) -> str:
     return _time_cache[1]
 
 
-def _single_and_multi(
+def single_and_multi_value(
     pairs: Iterable[tuple[str, str]],
 ) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """`headers`/`multiValueHeaders` (or the query string's pair) from name-value pairs."""
     single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     for name, value in pairs:
@@ -162,11 +163,11 @@ def connect_event(
     pairs = [(k, v) for k, v in headers if k.lower() not in _DROPPED_CONNECT_HEADERS]
     present = {k.lower() for k, _ in pairs}
     pairs.extend((k, v) for k, v in gateway_headers.items() if k.lower() not in present)
-    single, multi = _single_and_multi(pairs)
+    single, multi = single_and_multi_value(pairs)
     event = Event(headers=single, multiValueHeaders=multi)
     query_pairs = list(query)
     if query_pairs:
-        qs, mqs = _single_and_multi(query_pairs)
+        qs, mqs = single_and_multi_value(query_pairs)
         event["queryStringParameters"] = qs
         event["multiValueQueryStringParameters"] = mqs
     if stage_variables:

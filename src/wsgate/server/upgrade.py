@@ -4,7 +4,9 @@ API Gateway runs `$connect` while the client's upgrade request waits: a 2xx acce
 other status is the handshake's answer, so no message can arrive before `$connect` has
 returned (docs/compatibility.md §1.2 and §4.1). Here that is `open_connection`: the front
 door paused reading; once `$connect` accepts, the connection is stored and picows takes
-the socket, answers 101 and calls the `LiveConnection` per frame.
+the socket, answers 101 and calls the `LiveConnection` per frame. An app's Lambda
+authorizer runs first (docs/compatibility.md §7): a client it does not allow never
+reaches `$connect`, and what it returns rides on every event of the connection.
 """
 
 from __future__ import annotations
@@ -19,7 +21,18 @@ from typing import TYPE_CHECKING, Any
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener
 from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-defined]
 
-from wsgate.app import Route
+from wsgate.app import Authorizer, Route
+from wsgate.context import LambdaContext
+from wsgate.core.authorizer import (
+    UNAUTHORIZED_DECISION,
+    AuthorizerDecision,
+    authorizer_event,
+    decide,
+    failure_decision,
+    identity_values,
+    method_arn,
+    simple_policy,
+)
 from wsgate.core.events import ConnectionContext, connect_event
 from wsgate.core.handshake import HandshakeError, RequestHead, canonical_upgrade, check_upgrade
 from wsgate.core.responses import connect_decision
@@ -55,9 +68,26 @@ async def open_connection(
         return
     info = _connection_context(gateway, head, transport)
     subprotocol = None
+    authorizer = gateway.app.connect_authorizer
     connect_route = gateway.app.routes.get(CONNECT)
+    if authorizer is not None or connect_route is not None:
+        request_id = gateway.new_id()  # one request: the authorizer's and `$connect`'s
+        gateway_headers = _gateway_headers(info)
+    latency_ms = None
+    if authorizer is not None:
+        started = time.monotonic()
+        decision = await _run_authorizer(
+            gateway, authorizer, head, info, gateway_headers, request_id
+        )
+        if not decision.allowed:
+            _refuse(transport, decision.status, decision.message, request_id=request_id)
+            return
+        info.authorizer = decision.authorizer
+        latency_ms = round((time.monotonic() - started) * 1000)
     if connect_route is not None:
-        accepted, subprotocol = await _run_connect(gateway, connect_route, head, info, transport)
+        accepted, subprotocol = await _run_connect(
+            gateway, connect_route, head, info, transport, gateway_headers, request_id, latency_ms
+        )
         if not accepted:
             return
     record = ConnectionRecord(
@@ -114,30 +144,91 @@ def _connection_context(
     )
 
 
+def _gateway_headers(info: ConnectionContext) -> dict[str, str]:
+    """The headers API Gateway adds to the client's in `$connect`'s (and the authorizer's) event."""
+    _, colon, port = info.domain_name.rpartition(":")
+    return {
+        "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()}",
+        "X-Forwarded-For": info.source_ip,
+        "X-Forwarded-Port": port if colon and port.isdigit() else "80",
+        "X-Forwarded-Proto": "http",
+    }
+
+
+async def _run_authorizer(
+    gateway: Gateway,
+    authorizer: Authorizer,
+    head: RequestHead,
+    info: ConnectionContext,
+    gateway_headers: dict[str, str],
+    request_id: str,
+) -> AuthorizerDecision:
+    """Check the identity sources, invoke the authorizer, judge its result.
+
+    Never cached: every connection attempt invokes it, as on API Gateway.
+    """
+    now_ms = time.time_ns() // 1_000_000
+    event = authorizer_event(
+        info,
+        method_arn=method_arn(
+            LambdaContext.region, LambdaContext.account_id, info.api_id, info.stage
+        ),
+        headers=head.headers,
+        query=head.query,
+        gateway_headers=gateway_headers,
+        stage_variables=gateway.stage_variables,
+        request_id=request_id,
+        now_ms=now_ms,
+    )
+    if authorizer.identity_sources and (
+        identity_values(
+            authorizer.identity_sources,
+            headers=head.headers,
+            query=head.query,
+            stage_variables=gateway.stage_variables,
+            request_context=event["requestContext"],
+        )
+        is None
+    ):
+        return UNAUTHORIZED_DECISION
+    route = authorizer.route
+    try:
+        result = await gateway.invoker.invoke(route, event)
+    except HandlerTimedOut:
+        return AuthorizerDecision(500, problem="timed out")
+    except HandlerFailed as failed:
+        # the invoker logged the traceback; only the message matters here
+        return failure_decision(failed.__cause__ or failed)
+    if authorizer.simple:
+        result = simple_policy(result, event["methodArn"])
+    decision = decide(result, event["methodArn"])
+    if decision.problem is not None:
+        handler_log.error("%s %s: %s", route.key, route.name, decision.problem)
+    return decision
+
+
 async def _run_connect(
     gateway: Gateway,
     route: Route,
     head: RequestHead,
     info: ConnectionContext,
     transport: asyncio.Transport,
+    gateway_headers: dict[str, str],
+    request_id: str,
+    authorizer_latency_ms: int | None,
 ) -> tuple[bool, str | None]:
     """Run `$connect`; answer a refusal; return (accepted, the subprotocol to answer)."""
-    request_id = gateway.new_id()
-    _, colon, port = info.domain_name.rpartition(":")
     event = connect_event(
         info,
         headers=head.headers,
         query=head.query,
-        gateway_headers={
-            "X-Amzn-Trace-Id": f"Root=1-{int(time.time()):08x}-{os.urandom(12).hex()}",
-            "X-Forwarded-For": info.source_ip,
-            "X-Forwarded-Port": port if colon and port.isdigit() else "80",
-            "X-Forwarded-Proto": "http",
-        },
+        gateway_headers=gateway_headers,
         stage_variables=gateway.stage_variables,
         request_id=request_id,
         now_ms=time.time_ns() // 1_000_000,
     )
+    if authorizer_latency_ms is not None:  # on `$connect`'s event only (§7.5)
+        event["requestContext"]["authorizer"]["integrationLatency"] = authorizer_latency_ms
     try:
         result = await gateway.invoker.invoke(route, event)
     except HandlerTimedOut:
@@ -192,7 +283,7 @@ def _hand_to_picows(
         20.0,
         20.0,
         WSAutoPingStrategy.PING_WHEN_IDLE,
-        True,  # answer pings with pongs, as API Gateway does
+        False,  # auto pong: the listener answers pings, counting pongs as writes
         max_frame_bytes,
         None,  # extra headers (client side only)
         1024,  # initial read buffer; it grows for big messages, idle sockets stay small
