@@ -19,6 +19,7 @@ from websockets.sync.client import ClientConnection
 
 from tests.conftest import TIMEOUT, recv, ws_connect
 from tests.e2e.test_cli import EXAMPLES, RUN_TIMEOUT, free_port, run_wsgate, wsgate_serve
+from tests.redis_server import RedisServer, redis_url
 from wsgate.exceptions import ConfigError
 from wsgate.server.workers import worker_store
 
@@ -209,3 +210,43 @@ def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     while any(Path(f"/proc/{pid}").exists() for pid in workers):
         assert time.monotonic() < deadline, f"workers {workers} outlived their supervisor"
         time.sleep(0.05)
+
+
+def test_workers_on_redis_share_the_port_and_stop_with_the_supervisor(tmp_path: Path) -> None:
+    """With a Redis store each worker is a node, and still a worker: all of them listen on
+    the shared port, worker 0 alone says it is ready, and they stop when the supervisor
+    is killed."""
+    port = free_port()
+    with (
+        RedisServer() as redis_server,
+        wsgate_serve(
+            str(EXAMPLES / "echo.py"),
+            "--workers",
+            "2",
+            "--store",
+            redis_url(redis_server.port),
+            cwd=tmp_path,
+            port=port,
+        ) as proc,
+    ):
+        time.sleep(1)  # long enough for every worker to have bound the port, or failed to
+        assert proc.poll() is None, next(tmp_path.glob("serve-*.log")).read_text()
+        workers = [
+            int(pid)
+            for pid in subprocess.run(
+                ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=True
+            ).stdout.split()
+        ]
+        assert len(workers) == 2
+        with ws_connect(f"ws://127.0.0.1:{port}/dev") as ws:
+            ws.send("ping")
+            assert recv(ws) == "ping"
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while any(Path(f"/proc/{pid}").exists() for pid in workers):
+            assert time.monotonic() < deadline, f"workers {workers} outlived their supervisor"
+            time.sleep(0.05)
+    log = next(tmp_path.glob("serve-*.log")).read_text()
+    assert log.count("wsgate: serving") == 1, log
+    assert "on 2 workers" in log

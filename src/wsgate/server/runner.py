@@ -81,10 +81,12 @@ async def serve(
     allow_remote_management: bool = False,
     allowed_hosts: Iterable[str] = (),
     # Several nodes: a worker's link to the others (`wsgate serve --workers N`); with a
-    # Redis store, this node's id (random if None) and when a silent node counts as dead
+    # Redis store, this node's id (random if None) and when a silent node counts as dead;
+    # `reuse_port`: other processes listen on the same port (SO_REUSEPORT, the workers)
     peers: Peers | None = None,
     node_id: str | None = None,
     node_timeout: float = NODE_TIMEOUT,
+    reuse_port: bool = False,
 ) -> AsyncIterator[Server]:
     """Run `app` until the block exits; port 0 picks a free port (see `Server.port`).
 
@@ -131,7 +133,7 @@ async def serve(
                 port,
                 backlog=backlog,
                 reuse_address=True,
-                reuse_port=peers is not None,
+                reuse_port=reuse_port,
             )
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -253,9 +255,12 @@ def run(config: ServeConfig) -> int:
     return 0
 
 
-def run_node(config: ServeConfig, *, peers: Peers | None = None) -> None:
-    """One gateway process: load the app, serve it until a signal (or, for a worker of
-    `--workers`, until its supervisor is gone: its stdin closes)."""
+def run_node(
+    config: ServeConfig, *, worker: tuple[int, int] | None = None, peers: Peers | None = None
+) -> None:
+    """One gateway process: load the app, serve it until a signal (or, for `worker` K of N
+    of `--workers`, until its supervisor is gone: its stdin closes). `peers`: how a worker
+    reaches the others, unless its store links the nodes (Redis)."""
     functions: OfflineApp | None = None
     stage = config.stage or "dev"
     if config.is_offline:
@@ -281,13 +286,13 @@ def run_node(config: ServeConfig, *, peers: Peers | None = None) -> None:
     def ready(server: Server) -> None:
         if functions is not None:
             functions.attach(server.host, server.port)
-        if peers is not None and peers.worker > 0:
+        if worker is not None and worker[0] > 0:
             return  # worker 0 speaks for all
         print(
             f"wsgate: serving {app.name} ({len(app.routes)} routes, "
             f"selection {app.route_selection}) with store {config.store}"
             f"{' in Lambda mode' if config.lambda_mode else ''}"
-            f"{f' on {peers.count} workers' if peers is not None else ''}\n"
+            f"{f' on {worker[1]} workers' if worker is not None else ''}\n"
             f"  WebSocket:  {server.url}\n"
             f"  @connections: {server.management_url}/@connections\n"
             "Press Ctrl+C to stop.",
@@ -309,6 +314,7 @@ def run_node(config: ServeConfig, *, peers: Peers | None = None) -> None:
             peers=peers,
             node_id=config.node_id,
             node_timeout=config.node_timeout,
+            worker=worker is not None,
         )
     finally:
         if functions is not None:
@@ -340,11 +346,12 @@ def _serve_until_stopped(
     peers: Peers | None,
     node_id: str | None,
     node_timeout: float,
+    worker: bool,
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then close every connection and stop.
 
-    A worker (`peers`) also stops when its stdin reaches end of file: its supervisor is
-    gone, even one killed with SIGKILL.
+    A `worker` shares its port with the other workers and also stops when its stdin
+    reaches end of file: its supervisor is gone, even one killed with SIGKILL.
     """
 
     async def main() -> None:
@@ -352,7 +359,7 @@ def _serve_until_stopped(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        if peers is not None:
+        if worker:
             fd = sys.stdin.fileno()
 
             def readable() -> None:
@@ -374,6 +381,7 @@ def _serve_until_stopped(
             peers=peers,
             node_id=node_id,
             node_timeout=node_timeout,
+            reuse_port=worker,
         ) as server:
             _tune_gc()
             on_ready(server)

@@ -130,7 +130,8 @@ def _wait(processes: list[subprocess.Popen[bytes]], stopping: Callable[[], bool]
 def main(argv: list[str]) -> int:
     """A worker: `python -m wsgate.server.workers CONFIG_JSON K/N DIRECTORY`."""
     config_json, spec, directory = argv
-    worker, _, count = spec.partition("/")
+    index, _, count = spec.partition("/")
+    worker = (int(index), int(count))
     config = ServeConfig.from_json(config_json)
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -138,9 +139,9 @@ def main(argv: list[str]) -> int:
     try:
         if config.store.startswith(NODE_STORES):  # each worker a node; Redis links them
             node_id = config.node_id or f"{socket.gethostname().split('.')[0]}-{os.getppid()}"
-            run_node(dataclasses.replace(config, node_id=f"{node_id}-{worker}"))
+            run_node(dataclasses.replace(config, node_id=f"{node_id}-{index}"), worker=worker)
         else:
-            run_node(config, peers=Peers(int(worker), int(count), Path(directory)))
+            run_node(config, worker=worker, peers=Peers(*worker, Path(directory)))
     except WsgateError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
