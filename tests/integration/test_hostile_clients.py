@@ -8,22 +8,30 @@ fragments count against budgets, and frames after a close are not dispatched.
 
 from __future__ import annotations
 
+import gc
 import queue
+import socket
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
 
 from tests.conftest import TIMEOUT, run_gateway
 from tests.raw_client import (
+    CONTINUATION,
+    PING,
+    PONG,
     TEXT,
+    Frame,
     RawClient,
     frame_bytes,
 )
-from wsgate import App, Limits
+from wsgate import App, Limits, connections
+from wsgate.server.connection import LiveConnection, buffers_of
 from wsgate.server.runner import Server
 
 
@@ -113,3 +121,104 @@ def test_a_4_mb_frame_is_not_buffered() -> None:
         finally:
             tracemalloc.stop()
     assert peak < 1024 * 1024, f"{peak} bytes allocated while refusing a 4 MB frame"
+
+
+# -- floods: pongs never read, empty continuations, messages parked in fragments ---------
+
+
+def small_receive_window(client: RawClient) -> None:
+    """Shrink the client's receive buffer, so what it does not read piles up on the server."""
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+
+def test_a_client_that_sends_pings_and_never_reads_the_pongs_is_dropped() -> None:
+    """Pongs fill the send buffer like any write: past `max_send_buffer_bytes` the client
+    is dropped as a slow consumer (1006), instead of the server growing for ever."""
+    calls = Calls()
+    pings = b"".join(frame_bytes(PING, b"p" * 125) for _ in range(1000))
+    with gateway(calls, max_send_buffer_bytes=256 * 1024) as server:
+        with RawClient.connect(server.url) as client:
+            deadline = time.monotonic() + 10 * TIMEOUT
+            sent = 0
+            with pytest.raises(OSError):  # reset by the server once it drops the client
+                while time.monotonic() < deadline and sent < 64 * 1024 * 1024:
+                    client.send_raw(pings)
+                    sent += len(pings)
+            assert calls.disconnect_code() == 1006
+        assert not server.gateway.live
+
+
+def test_a_flood_of_empty_continuation_frames_closes_with_1009() -> None:
+    """One message may come in at most `max_message_fragments` frames."""
+    calls = Calls()
+    with gateway(calls, max_message_fragments=100) as server:
+        with RawClient.connect(server.url) as client:
+            flood = frame_bytes(TEXT, b"x", fin=False) + b"".join(
+                frame_bytes(CONTINUATION, b"", fin=False) for _ in range(5000)
+            )
+            send_ignoring_close(client, flood)
+            assert client.recv_close_code() == 1009
+        assert calls.disconnect_code() == 1009
+        assert calls.no_message()
+
+
+def test_messages_parked_in_fragments_are_held_to_a_total_budget() -> None:
+    """Connections that each park part of a message share one budget: the frame that would
+    pass it closes its connection with 1008; the others finish their messages."""
+    calls = Calls()
+    fragment = b"ab" * 512  # 1 KB per frame
+    with gateway(calls, max_total_unfinished_message_bytes=150 * 1024) as server:
+        with RawClient.connect(server.url) as first, RawClient.connect(server.url) as second:
+            first.send(TEXT, fragment, fin=False)
+            for _ in range(99):
+                first.send(CONTINUATION, fragment, fin=False)  # 100 KB parked
+            first.send(PING, b"sync")
+            assert first.recv().opcode == PONG  # all read by now
+            second.send(TEXT, fragment, fin=False)
+            for _ in range(60):
+                second.send(CONTINUATION, fragment, fin=False)  # passes 150 KB
+            assert second.recv_close_code() == 1008
+            assert calls.disconnect_code() == 1008
+            first.send(CONTINUATION, b"!", fin=True)
+            assert calls.bodies.get(timeout=TIMEOUT) == "ab" * 512 * 100 + "!"
+            assert unfinished_bytes(server) == 0
+
+
+def unfinished_bytes(server: Server) -> int:
+    """What the gateway counts as held in unfinished messages, all connections."""
+    return buffers_of(server.gateway).unfinished
+
+
+# -- many slow clients: one budget for all they leave unread (docs/compatibility.md §8) ----
+
+
+def test_slow_clients_together_are_held_to_the_total_send_budget() -> None:
+    """Each slow client is within its own limit; together they pass the gateway's total,
+    and those holding the most are dropped (1006). The rest of the gateway keeps going,
+    and nothing of the dropped ones stays in its structures."""
+    calls = Calls()
+    app = calls.app()
+
+    @app.route("flood")
+    async def flood(event: dict[str, Any], context: object) -> None:
+        sender = event["requestContext"]["connectionId"]
+        for _ in range(400):  # 12.5 MB to each client: the kernel's buffers take some
+            await connections.broadcast("x" * 32 * 1024, exclude=[sender])
+        await connections.send(sender, "done")
+
+    limits = Limits(max_send_buffer_bytes=64 * 1024 * 1024, max_total_send_buffer_bytes=1 << 20)
+    with run_gateway(app, limits=limits) as server, ExitStack() as stack:
+        slow = [stack.enter_context(RawClient.connect(server.url)) for _ in range(4)]
+        for client in slow:
+            small_receive_window(client)
+        fast = stack.enter_context(RawClient.connect(server.url))
+        fast.send_text('{"action": "flood"}')
+        assert fast.recv(timeout=10 * TIMEOUT) == Frame(TEXT, b"done", True)
+        assert sorted(calls.disconnect_code() for _ in slow) == [1006] * 4
+        gateway = server.gateway
+        assert len(gateway.live) == 1
+        buffers = buffers_of(gateway)
+        assert buffers.backed_up == {} and buffers.waiting_bytes == 0
+        gc.collect()
+        kept = [o for o in gc.get_objects() if type(o) is LiveConnection]
+        assert [conn for conn in kept if conn.gateway is gateway] == list(gateway.live.values())

@@ -20,8 +20,19 @@ class CloseCode(IntEnum):
     NO_STATUS = 1005
     ABNORMAL = 1006
     INVALID_PAYLOAD = 1007
+    POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
+
+
+def valid_from_peer(code: int) -> bool:
+    """Whether a client may send `code` in its close frame (RFC 6455 section 7.4).
+
+    1000-1003 and 1007-1014 are defined for the wire, 3000-4999 are for libraries and
+    applications. 1005, 1006 and 1015 only report a close locally and are never sent;
+    1004 and the rest are reserved or unassigned. Any other code is a protocol error.
+    """
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +51,23 @@ IDLE_TIMEOUT = Close(CloseCode.GOING_AWAY, "Going away")
 DURATION_LIMIT = Close(CloseCode.GOING_AWAY, "Going away")
 #: Inbound message over the size limit (documented 1009).
 MESSAGE_TOO_BIG = Close(CloseCode.MESSAGE_TOO_BIG, "Message too big")
+#: A message in more frames than `Limits.max_message_fragments`: too big to process in
+#: so many pieces. 1009, like the message and frame quotas, so a client has one code to
+#: handle for "this message is over a limit".
+TOO_MANY_FRAGMENTS = Close(CloseCode.MESSAGE_TOO_BIG, "Message too big: too many frames")
+#: An unfinished message's frame that would take the gateway past
+#: `Limits.max_total_unfinished_message_bytes` (all connections together). 1008, not 1009:
+#: the message is within every quota of its own; what it breaks is the gateway's policy
+#: of how much all clients may hold in unfinished messages at once.
+UNFINISHED_MESSAGES_FULL = Close(
+    CloseCode.POLICY_VIOLATION, "Too many unfinished messages on the gateway"
+)
 #: Inbound binary frame while binary messages are not accepted (documented 1003).
 BINARY_NOT_SUPPORTED = Close(CloseCode.UNSUPPORTED_DATA, "Binary frames are not supported")
 #: A text message that is not UTF-8 (RFC 6455 section 8.1).
 INVALID_TEXT = Close(CloseCode.INVALID_PAYLOAD, "Invalid UTF-8 in text message")
-#: Frames out of order (a continuation without a start, a new message inside another).
+#: Frames out of order (a continuation without a start, a new message inside another), a
+#: frame with RSV bits set (no extension is negotiated), a close code a client may not send.
 PROTOCOL_ERROR = Close(CloseCode.PROTOCOL_ERROR, "Protocol error")
 #: A client that stopped reading while messages kept coming: dropped without a close
 #: frame (it would wait behind megabytes the client does not read). Not an AWS behaviour

@@ -6,9 +6,13 @@ do (a close code and reason), never raise deep inside I/O.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from wsgate.core.close import DURATION_LIMIT, IDLE_TIMEOUT, Close
+
+Key = TypeVar("Key", bound=Hashable)
 
 #: RFC 6455: a control frame's payload is at most 125 bytes; every frame limit allows one.
 CONTROL_FRAME_BYTES = 125
@@ -41,6 +45,17 @@ class Limits:
       client that does not catch up within this many seconds is dropped (`SLOW_CONSUMER`)
       and the waiting sends fail with GoneError (410). Short, so a loop of sends to many
       clients is not held long by a stalled one.
+    - `max_total_send_buffer_bytes`: not an AWS quota. How much sent data may wait for all
+      the clients that do not read, together (each within `max_send_buffer_bytes`):
+      256 MiB. Past it the gateway drops those holding the most (`SLOW_CONSUMER`) until
+      the rest fit, so many slow clients cannot take the memory one may not.
+    - `max_message_fragments`: not an AWS quota. How many frames one message may come in:
+      1024, so a 128 KB message fits in frames of 128 bytes; beyond it closes with 1009
+      (`TOO_MANY_FRAGMENTS`). Empty continuation frames cost no bytes but a part each.
+    - `max_total_unfinished_message_bytes`: not an AWS quota. How much all connections
+      together may hold in messages whose final frame has not come: 64 MiB (512 clients
+      halfway through a 128 KB message). The frame that would pass it closes its
+      connection with 1008 (`UNFINISHED_MESSAGES_FULL`).
     """
 
     max_message_bytes: int = 128 * 1024
@@ -51,12 +66,18 @@ class Limits:
     max_concurrent_messages: int = 32
     max_send_buffer_bytes: int = 4 * 1024 * 1024
     max_send_wait: float = 2.0
+    max_total_send_buffer_bytes: int = 256 * 1024 * 1024
+    max_message_fragments: int = 1024
+    max_total_unfinished_message_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in (
             "max_message_bytes",
             "max_concurrent_messages",
             "max_send_buffer_bytes",
+            "max_total_send_buffer_bytes",
+            "max_message_fragments",
+            "max_total_unfinished_message_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -85,3 +106,16 @@ class Limits:
         """
         shortest = min(self.idle_timeout, self.max_connection_duration, self.handler_timeout)
         return max(0.05, min(1.0, shortest / 10))
+
+
+def largest_first(sizes: Mapping[Key, int], budget: int) -> list[Key]:
+    """Which holders to shed so that what the others hold fits `budget`: the largest
+    first, as few as that takes (the gateway's rule for clients that do not read)."""
+    total = sum(sizes.values())
+    shed: list[Key] = []
+    for key, size in sorted(sizes.items(), key=lambda item: item[1], reverse=True):
+        if total <= budget:
+            break
+        shed.append(key)
+        total -= size
+    return shed

@@ -4,8 +4,9 @@ A message is one frame, or a first frame and its continuations (RFC 6455 section
 The assembler checks what API Gateway checks on the way in (docs/compatibility.md §5 and
 §8): a message over the size limit closes with 1009, text that is not UTF-8 with 1007,
 a binary message with 1003 unless the API accepts binary (then its body is base64, as
-Lambda receives it), frames out of order with 1002. The transport owns the per-frame
-limit; this owns everything that spans frames.
+Lambda receives it), frames out of order with 1002, a message in more frames than its
+limit with 1009 (empty continuations cost no bytes, but a part each). The transport owns
+the per-frame limit; this owns everything that spans frames.
 
 A complete text message in one frame, nearly every message, never comes here: the
 connection decodes it directly (the hot path). Everything else does.
@@ -21,6 +22,7 @@ from wsgate.core.close import (
     INVALID_TEXT,
     MESSAGE_TOO_BIG,
     PROTOCOL_ERROR,
+    TOO_MANY_FRAGMENTS,
     Close,
 )
 
@@ -41,10 +43,18 @@ class Message:
 class MessageAssembler:
     """One connection's message in progress; `frame()` for each data frame, in order."""
 
-    __slots__ = ("_binary_base64", "_kind", "_max_message_bytes", "_parts", "_size")
+    __slots__ = (
+        "_binary_base64",
+        "_kind",
+        "_max_fragments",
+        "_max_message_bytes",
+        "_parts",
+        "_size",
+    )
 
-    def __init__(self, max_message_bytes: int, *, binary_base64: bool) -> None:
+    def __init__(self, max_message_bytes: int, *, max_fragments: int, binary_base64: bool) -> None:
         self._max_message_bytes = max_message_bytes
+        self._max_fragments = max_fragments
         self._binary_base64 = binary_base64
         self._parts: list[bytes] | None = None
         self._kind = TEXT
@@ -54,6 +64,11 @@ class MessageAssembler:
     def in_progress(self) -> bool:
         """A first frame came and its final continuation has not."""
         return self._parts is not None
+
+    @property
+    def held_bytes(self) -> int:
+        """The payload bytes kept for the message in progress (0 between messages)."""
+        return self._size if self._parts is not None else 0
 
     def frame(self, opcode: int, fin: bool, payload: bytes) -> Message | Close | None:
         """Take one data frame: a message once complete, a close on a broken rule, else None."""
@@ -70,6 +85,9 @@ class MessageAssembler:
             self._parts = None
             return MESSAGE_TOO_BIG
         self._parts.append(payload)
+        if len(self._parts) > self._max_fragments:
+            self._parts = None
+            return TOO_MANY_FRAGMENTS
         if not fin:
             return None
         data = b"".join(self._parts)

@@ -5,7 +5,9 @@ handed to the gateway at once (nearly every message: the hot path); anything spa
 frames goes through the pure `MessageAssembler`. The connection owns what concerns its
 socket alone: flow control (it stops reading while too many of its messages run),
 writes and back-pressure (senders wait while the client's buffer is full; a client that
-does not catch up is dropped), and the close handshake with its timers.
+does not catch up is dropped), and the close handshake with its timers. What all the
+connections of a gateway hold together (buffers for clients that do not read, unfinished
+messages) is counted in one `GatewayBuffers`, against the gateway-wide budgets.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import logging
 import struct
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
@@ -24,11 +27,12 @@ from wsgate.core.close import (
     INVALID_TEXT,
     MESSAGE_TOO_BIG,
     SLOW_CONSUMER,
+    UNFINISHED_MESSAGES_FULL,
     Close,
     CloseCode,
 )
 from wsgate.core.events import ConnectionContext
-from wsgate.core.limits import Limits
+from wsgate.core.limits import Limits, largest_first
 from wsgate.core.messages import MessageAssembler
 from wsgate.exceptions import GoneError
 
@@ -41,6 +45,7 @@ TEXT = WSMsgType.TEXT
 BINARY = WSMsgType.BINARY
 CONTINUATION = WSMsgType.CONTINUATION
 CLOSE = WSMsgType.CLOSE
+PING = WSMsgType.PING
 
 #: How long the gateway waits for the client's close frame after sending its own.
 CLOSE_TIMEOUT = 2.0
@@ -55,6 +60,7 @@ class LiveConnection(WSListener):
     __slots__ = (
         "assembling",
         "backed_up",
+        "buffers",
         "close",
         "close_timer",
         "connected_mono",
@@ -76,6 +82,7 @@ class LiveConnection(WSListener):
         self.gateway = gateway
         self.info = info
         self.limits = limits
+        self.buffers = buffers_of(gateway)
         self.transport: WSTransport | None = None
         self.connected_mono = time.monotonic()
         self.last_active_mono = self.connected_mono
@@ -134,6 +141,8 @@ class LiveConnection(WSListener):
                 self._assemble(kind, frame)
             elif kind is CLOSE:
                 self._peer_closing(transport, frame)
+            elif kind is PING:
+                self._pong(transport, frame)
         except Exception:  # a gateway bug: close this connection (1011), keep the rest
             log.exception("connection %s: handling a frame failed", self.info.connection_id)
             self.start_close(INTERNAL_ERROR)
@@ -143,9 +152,23 @@ class LiveConnection(WSListener):
         assembling = self.assembling
         if assembling is None:
             assembling = self.assembling = MessageAssembler(
-                self.limits.max_message_bytes, binary_base64=self.gateway.app.binary == "base64"
+                self.limits.max_message_bytes,
+                max_fragments=self.limits.max_message_fragments,
+                binary_base64=self.gateway.app.binary == "base64",
             )
-        outcome = assembling.frame(kind.value, frame.fin, frame.get_payload_as_bytes())
+        payload = frame.get_payload_as_bytes()
+        buffers = self.buffers
+        held = assembling.held_bytes
+        if (
+            not frame.fin
+            and buffers.unfinished + len(payload) > self.limits.max_total_unfinished_message_bytes
+        ):
+            buffers.unfinished -= held
+            self.assembling = None
+            self.start_close(UNFINISHED_MESSAGES_FULL)
+            return
+        outcome = assembling.frame(kind.value, frame.fin, payload)
+        buffers.unfinished += assembling.held_bytes - held
         if outcome is None:
             return  # more frames to come
         self.assembling = None
@@ -153,6 +176,13 @@ class LiveConnection(WSListener):
             self.start_close(outcome)
         else:
             self.gateway.message(self, outcome.body, outcome.is_base64)
+
+    def _pong(self, transport: WSTransport, frame: WSFrame) -> None:
+        """Answer a ping (as API Gateway does). A pong is a write like any other: a client
+        that pings and never reads its pongs is dropped like any client that does not read."""
+        transport.send_pong(frame.get_payload_as_bytes())
+        if self.backed_up:
+            self._within_send_buffers(transport)
 
     def refused(self) -> None:
         """picows refused a frame (over the frame limit, malformed) and sent its close
@@ -213,11 +243,17 @@ class LiveConnection(WSListener):
         self.last_active_mono = time.monotonic()
         self.touched = True
         if self.backed_up:  # only then is the buffer worth measuring
-            size = transport.underlying_transport.get_write_buffer_size()
-            if size > self.limits.max_send_buffer_bytes:
-                self.drop_slow(f"{size} bytes wait")
-                return False
+            return self._within_send_buffers(transport)
         return True
+
+    def _within_send_buffers(self, transport: WSTransport) -> bool:
+        """Measure what waits for a backed-up client: past its own limit it is dropped;
+        past the gateway's total, those holding the most are. False if this one was."""
+        size = transport.underlying_transport.get_write_buffer_size()
+        if size > self.limits.max_send_buffer_bytes:
+            self.drop_slow(f"{size} bytes wait")
+            return False
+        return self.buffers.waiting(self, size)
 
     def reply(self, payload: str | bytes) -> None:
         """Send on this socket; a client that left meanwhile is not an error."""
@@ -234,6 +270,7 @@ class LiveConnection(WSListener):
     def resume_writing(self) -> None:
         """The client caught up: the waiting `send`s go on."""
         self.backed_up = False
+        self.buffers.caught_up(self)
         self.release_senders(gone=False)
 
     def wait_for_drain(self) -> asyncio.Future[None]:
@@ -296,6 +333,10 @@ class LiveConnection(WSListener):
         """The socket is gone: settle how it closed, and let the gateway forget it."""
         if self.close_timer is not None:
             self.close_timer.cancel()
+        self.buffers.caught_up(self)
+        if self.assembling is not None:
+            self.buffers.unfinished -= self.assembling.held_bytes
+            self.assembling = None
         self.release_senders(gone=True)  # what they sent is lost with the socket
         close = self.close or self.peer_close
         if close is None:
@@ -310,6 +351,62 @@ class LiveConnection(WSListener):
                 close = Close(int(sent.code.value), sent.reason)
         self.close = close
         self.gateway.connection_closed(self)
+
+
+class GatewayBuffers:
+    """What a gateway's connections hold in memory for their clients, all together.
+
+    Each connection has its own limits; these totals keep many connections from taking
+    what one may not (`Limits.max_total_send_buffer_bytes`,
+    `Limits.max_total_unfinished_message_bytes`). Sizes of write buffers are what the
+    transport reported when last measured (after a write to a backed-up client); before
+    shedding anyone they are all measured again.
+    """
+
+    __slots__ = ("backed_up", "limits", "unfinished", "waiting_bytes")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        #: The backed-up connections and what waited for each when last measured.
+        self.backed_up: dict[LiveConnection, int] = {}
+        self.waiting_bytes = 0
+        #: Payload bytes held in messages whose final frame has not come.
+        self.unfinished = 0
+
+    def waiting(self, conn: LiveConnection, size: int) -> bool:
+        """`size` bytes wait for `conn`'s client: past the total, drop the connections
+        holding the most until the rest fit. False if `conn` was one of them."""
+        self.waiting_bytes += size - self.backed_up.get(conn, 0)
+        self.backed_up[conn] = size
+        budget = self.limits.max_total_send_buffer_bytes
+        if self.waiting_bytes <= budget:
+            return True
+        for each in self.backed_up:
+            transport = each.transport
+            if transport is not None:
+                self.backed_up[each] = transport.underlying_transport.get_write_buffer_size()
+        self.waiting_bytes = sum(self.backed_up.values())
+        for slowest in largest_first(self.backed_up, budget):
+            size = self.backed_up[slowest]
+            self.caught_up(slowest)  # forgotten now: the socket closes on a later turn
+            slowest.drop_slow(f"{size} bytes wait (the most; over {budget} in all)")
+        return conn in self.backed_up
+
+    def caught_up(self, conn: LiveConnection) -> None:
+        """`conn`'s client caught up, or is gone: nothing waits for it any more."""
+        self.waiting_bytes -= self.backed_up.pop(conn, 0)
+
+
+#: Each gateway's buffers, shared by its connections (a gateway does not hold them yet).
+_buffers: weakref.WeakKeyDictionary[Gateway, GatewayBuffers] = weakref.WeakKeyDictionary()
+
+
+def buffers_of(gateway: Gateway) -> GatewayBuffers:
+    """The `GatewayBuffers` of `gateway`'s connections."""
+    buffers = _buffers.get(gateway)
+    if buffers is None:
+        buffers = _buffers[gateway] = GatewayBuffers(gateway.limits)
+    return buffers
 
 
 def wire_frame(kind: WSMsgType, data: bytes) -> bytes:

@@ -17,7 +17,7 @@ from wsgate.core.close import (
     Close,
     CloseCode,
 )
-from wsgate.core.limits import Limits
+from wsgate.core.limits import Limits, largest_first
 
 
 def test_defaults_are_aws_quotas() -> None:
@@ -54,6 +54,9 @@ def test_limits_are_keyword_only_and_frozen() -> None:
         ("max_frame_bytes", 0),
         ("max_frame_bytes", 124),  # a close frame with a reason, or a ping, must fit
         ("max_concurrent_messages", 0),
+        ("max_message_fragments", 0),
+        ("max_total_unfinished_message_bytes", 0),
+        ("max_total_send_buffer_bytes", 0),
         ("idle_timeout", 0),
         ("idle_timeout", -1.0),
         ("max_connection_duration", 0),
@@ -137,3 +140,23 @@ def test_sweep_interval_follows_a_short_handler_timeout() -> None:
     """Handler timeouts are enforced by the sweeper, so it runs at a tenth of the timeout."""
     assert Limits(handler_timeout=0.5).sweep_interval() == pytest.approx(0.05)
     assert Limits(handler_timeout=3).sweep_interval() == pytest.approx(0.3)
+
+
+def test_gateway_wide_budgets_have_sensible_defaults() -> None:
+    """A 128 KB message in 128-byte frames fits the fragment limit; the totals are far
+    above one connection's own limits."""
+    limits = Limits()
+    assert limits.max_message_fragments * 128 >= limits.max_message_bytes
+    assert limits.max_total_send_buffer_bytes == 256 * 1024 * 1024
+    assert limits.max_total_send_buffer_bytes > limits.max_send_buffer_bytes
+    assert limits.max_total_unfinished_message_bytes == 64 * 1024 * 1024
+    assert limits.max_total_unfinished_message_bytes > limits.max_message_bytes
+
+
+def test_largest_first_sheds_the_biggest_until_the_rest_fit() -> None:
+    sizes = {"a": 10, "b": 50, "c": 30, "d": 20}
+    assert largest_first(sizes, budget=60) == ["b"]  # 60 left: fits
+    assert largest_first(sizes, budget=59) == ["b", "c"]
+    assert largest_first(sizes, budget=110) == []
+    assert largest_first(sizes, budget=0) == ["b", "c", "d", "a"]
+    assert largest_first({}, budget=0) == []

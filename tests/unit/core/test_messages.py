@@ -10,12 +10,15 @@ from wsgate.core.close import (
     INVALID_TEXT,
     MESSAGE_TOO_BIG,
     PROTOCOL_ERROR,
+    TOO_MANY_FRAGMENTS,
 )
 from wsgate.core.messages import BINARY, CONTINUATION, TEXT, Message, MessageAssembler
 
 
-def assembler(limit: int = 100, *, binary_base64: bool = False) -> MessageAssembler:
-    return MessageAssembler(limit, binary_base64=binary_base64)
+def assembler(
+    limit: int = 100, *, max_fragments: int = 10, binary_base64: bool = False
+) -> MessageAssembler:
+    return MessageAssembler(limit, max_fragments=max_fragments, binary_base64=binary_base64)
 
 
 def test_a_text_message_in_three_frames_is_one_message() -> None:
@@ -81,3 +84,36 @@ def test_the_assembler_is_reusable_after_a_message() -> None:
     assert messages.frame(TEXT, True, b"one") == Message("one", False)
     assert messages.frame(TEXT, False, b"t") is None
     assert messages.frame(CONTINUATION, True, b"wo") == Message("two", False)
+
+
+def test_a_message_in_too_many_frames_closes_with_1009_and_keeps_nothing() -> None:
+    """Empty continuations cost nothing in bytes but a part each: their number is limited."""
+    messages = assembler(max_fragments=3)
+    assert messages.frame(TEXT, False, b"a") is None
+    assert messages.frame(CONTINUATION, False, b"") is None
+    assert messages.frame(CONTINUATION, False, b"") is None
+    assert messages.frame(CONTINUATION, False, b"") is TOO_MANY_FRAGMENTS
+    assert TOO_MANY_FRAGMENTS.code == 1009
+    assert not messages.in_progress and messages.held_bytes == 0
+
+
+def test_a_message_in_exactly_the_most_frames_is_delivered() -> None:
+    messages = assembler(max_fragments=3)
+    assert messages.frame(TEXT, False, b"a") is None
+    assert messages.frame(CONTINUATION, False, b"b") is None
+    assert messages.frame(CONTINUATION, True, b"c") == Message("abc", False)
+
+
+def test_held_bytes_are_what_an_unfinished_message_keeps() -> None:
+    """What the gateway counts against its budget for unfinished messages."""
+    messages = assembler()
+    assert messages.held_bytes == 0
+    assert messages.frame(TEXT, False, b"abc") is None
+    assert messages.held_bytes == 3
+    assert messages.frame(CONTINUATION, False, b"de") is None
+    assert messages.held_bytes == 5
+    assert messages.frame(CONTINUATION, True, b"f") == Message("abcdef", False)
+    assert messages.held_bytes == 0
+    assert messages.frame(TEXT, False, b"x" * 60) is None
+    assert messages.frame(CONTINUATION, False, b"x" * 60) is MESSAGE_TOO_BIG
+    assert messages.held_bytes == 0
