@@ -22,6 +22,7 @@ EXAMPLES = [
     "examples/topics.py",
     "examples/direct.py",
     "examples/lambda_chat/app.py",
+    "examples/auth.py",  # a $connect authorizer
 ]
 LINT = ManualArgs(regions=["us-east-1", "eu-west-1"], include_checks=["I"])
 

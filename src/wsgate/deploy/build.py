@@ -2,7 +2,8 @@
 
 One Function per route, in a fixed order (`$connect`, `$disconnect`, `$default`, then
 custom keys sorted), each with the permissions `deploy.permissions` found its handler
-needs and a logical id that depends on its route key alone. `deploy.template` turns the
+needs and a logical id that depends on its route key alone; and one more for the
+`$connect` authorizer when the app has one (`ConnectAuthorizer`). `deploy.template` turns the
 model into CloudFormation.
 """
 
@@ -13,11 +14,14 @@ import re
 
 from wsgate.app import App, Route
 from wsgate.core.routing import CONNECT, DEFAULT, DISCONNECT
-from wsgate.deploy.model import Analysis, Api, Function
+from wsgate.deploy.model import Analysis, Api, Authorizer, Function
 from wsgate.deploy.permissions import FULL_ANALYSIS, analyse, grant_for
 from wsgate.exceptions import ConfigError
 
 _PREDEFINED_IDS = {CONNECT: "Connect", DISCONNECT: "Disconnect", DEFAULT: "Default"}
+#: The authorizer's resources: `ConnectAuthorizer` (the API Gateway authorizer),
+#: `ConnectAuthorizerFunction`, ...; no route key maps to it (custom keys start with `On`).
+AUTHORIZER_ID = "ConnectAuthorizer"
 _ORDER = {CONNECT: 0, DISCONNECT: 1, DEFAULT: 2}
 _STAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -50,6 +54,14 @@ def build(
             "that sends a binary frame with 1003"
         )
     functions = []
+    authorizer = None
+    if app.connect_authorizer is not None:
+        guard = app.connect_authorizer.route
+        analysis = _analysis(guard, full_permissions, warnings)
+        authorizer = Authorizer(
+            function=_function(guard, analysis, key=CONNECT, resource_id=AUTHORIZER_ID),
+            identity_sources=tuple(str(s) for s in app.connect_authorizer.identity_sources),
+        )
     # $connect and $disconnect always get a function, handler or not: the adapter writes
     # and removes the connection's store item there, which broadcast and publish read.
     for key in sorted({*app.routes, CONNECT, DISCONNECT}, key=_route_order):
@@ -57,12 +69,7 @@ def build(
         if route is None:
             functions.append(_store_only_function(key))
             continue
-        analysis = FULL_ANALYSIS if full_permissions else analyse(route.handler)
-        for problem in analysis.warnings:
-            warnings.append(
-                f"route {route.key!r}: {problem}; granting it every wsgate.connections permission"
-            )
-        functions.append(_function(route, analysis))
+        functions.append(_function(route, _analysis(route, full_permissions, warnings)))
     ids = [function.logical_id for function in functions]
     if len(set(ids)) != len(ids):  # pragma: no cover - needs a sha1 collision
         raise ConfigError(f"route keys map to clashing resource names: {ids}")
@@ -73,7 +80,17 @@ def build(
         app_target=app_target,
         functions=tuple(functions),
         warnings=tuple(warnings),
+        authorizer=authorizer,
     )
+
+
+def _analysis(route: Route, full_permissions: bool, warnings: list[str]) -> Analysis:
+    analysis = FULL_ANALYSIS if full_permissions else analyse(route.handler)
+    for problem in analysis.warnings:
+        warnings.append(
+            f"route {route.key!r}: {problem}; granting it every wsgate.connections permission"
+        )
+    return analysis
 
 
 def _route_order(key: str) -> tuple[int, str]:
@@ -92,16 +109,21 @@ def _store_only_function(key: str) -> Function:
     )
 
 
-def _function(route: Route, analysis: Analysis) -> Function:
+def _function(
+    route: Route, analysis: Analysis, *, key: str | None = None, resource_id: str | None = None
+) -> Function:
+    """A route's function, or (given the route `key` it guards) the authorizer's."""
     handler = route.handler
     module = getattr(handler, "__module__", None) or "?"
     return Function(
-        route_key=route.key,
-        logical_id=logical_id(route.key),
+        route_key=key or route.key,
+        logical_id=resource_id or logical_id(route.key),
         handler=f"{module}.{route.name}",
         return_response=route.return_response,
         analysis=analysis,
+        # the authorizer's key names no route: the adapter writes nothing for it
         grant=grant_for(route.key, analysis.ops),
+        authorizes=key is not None,
     )
 
 

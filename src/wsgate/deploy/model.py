@@ -65,6 +65,17 @@ class Function:
     return_response: bool
     analysis: Analysis
     grant: Grant
+    #: The Lambda authorizer of `route_key` rather than its integration.
+    authorizes: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Authorizer:
+    """The `$connect` route's Lambda REQUEST authorizer: its function, and the identity
+    sources API Gateway checks before invoking it (docs/compatibility.md §7.2)."""
+
+    function: Function
+    identity_sources: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +89,4 @@ class Api:
     app_target: str
     functions: tuple[Function, ...]
     warnings: tuple[str, ...] = field(default=())
+    authorizer: Authorizer | None = None

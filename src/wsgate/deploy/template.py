@@ -4,8 +4,10 @@ Plain CloudFormation (no SAM transform), so the template is what gets deployed, 
 checks it as is, and moto can run it. One Lambda function per route, each with its own
 role holding only what `deploy.permissions` found its handler needs, its own log group,
 and its invoke permission; one DynamoDB table as `store/keys.py` defines it; the
-WebSocket API, its routes, integrations, a deployment and a stage. `deploy.build` makes
-the model from an App.
+WebSocket API, its routes, integrations, a deployment and a stage; with an authorizer,
+its function (same kind of role, log group and permission) and an
+`AWS::ApiGatewayV2::Authorizer` the `$connect` route names. `deploy.build` makes the model
+from an App.
 
 The output is a pure function of the model: same app, same template, byte for byte, so
 `wsgate deploy` of an unchanged app is a no-op. Resources follow the model's route order,
@@ -23,8 +25,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from wsgate.app import App
+from wsgate.core.routing import CONNECT
 from wsgate.deploy.build import build
-from wsgate.deploy.model import DELETE, GET, POST, Api, Function, Grant
+from wsgate.deploy.model import DELETE, GET, POST, Api, Authorizer, Function, Grant
 from wsgate.exceptions import ConfigError
 from wsgate.store import keys
 
@@ -54,11 +57,19 @@ def render(api: Api) -> Template:
         resources[f"{base}Function"] = _emit_function(api, function)
         resources[f"{base}Permission"] = _emit_permission(function)
         resources[f"{base}Integration"] = _emit_integration(function)
-        resources[f"{base}Route"] = _emit_route(function)
+        resources[f"{base}Route"] = _emit_route(function, api.authorizer)
         route_ids.append(f"{base}Route")
         if function.return_response:
             resources[f"{base}RouteResponse"] = _emit_route_response(function)
             route_ids.append(f"{base}RouteResponse")
+    if api.authorizer is not None:
+        function = api.authorizer.function
+        base = function.logical_id
+        resources[f"{base}LogGroup"] = _emit_log_group()
+        resources[f"{base}Role"] = _emit_role(function)
+        resources[f"{base}Function"] = _emit_function(api, function)
+        resources[f"{base}Permission"] = _emit_permission(function)
+        resources[base] = _emit_authorizer(api.authorizer)
     # A new deployment whenever the routing changes: CloudFormation only deploys an API
     # when the Deployment resource is new, so its name carries a hash of what it deploys.
     deployment_id = "Deployment" + _digest(
@@ -214,7 +225,7 @@ def _emit_role(function: Function) -> dict[str, Any]:
     return {
         "Type": "AWS::IAM::Role",
         "Properties": {
-            "Description": f"wsgate route {function.route_key}: {function.handler}",
+            "Description": f"wsgate {_purpose(function)}: {function.handler}",
             "AssumeRolePolicyDocument": {
                 "Version": "2012-10-17",
                 "Statement": [
@@ -272,20 +283,26 @@ def policy_statements(grant: Grant) -> list[dict[str, Any]]:
     return statements
 
 
+def _purpose(function: Function) -> str:
+    if function.authorizes:
+        return f"{function.route_key} authorizer"
+    return f"route {function.route_key}"
+
+
 def _emit_function(api: Api, function: Function) -> dict[str, Any]:
     base = function.logical_id
     return {
         "Type": "AWS::Lambda::Function",
         "Metadata": {
             "wsgate": {
-                "route": function.route_key,
+                "authorizer" if function.authorizes else "route": function.route_key,
                 "handler": function.handler,
                 "connections": sorted(function.analysis.ops),
                 "analysed": function.analysis.complete,
             }
         },
         "Properties": {
-            "Description": f"wsgate route {function.route_key}: {function.handler}"[:256],
+            "Description": f"wsgate {_purpose(function)}: {function.handler}"[:256],
             "Runtime": RUNTIME,
             "Handler": HANDLER,
             "Code": {"S3Bucket": _ref("CodeBucket"), "S3Key": _ref("CodeKey")},
@@ -300,16 +317,28 @@ def _emit_function(api: Api, function: Function) -> dict[str, Any]:
 
 
 def _emit_permission(function: Function) -> dict[str, Any]:
-    """API Gateway may invoke this function, from this API's stage and route only."""
+    """API Gateway may invoke this function, from this API's stage and route only (an
+    authorizer: from this API's authorizer only)."""
+    if function.authorizes:
+        source = _execute_api_arn(f"authorizers/${{{function.logical_id}}}")
+    else:
+        source = _execute_api_arn("${StageName}/" + _sub_literal(function.route_key))
     return {
         "Type": "AWS::Lambda::Permission",
         "Properties": {
             "Action": "lambda:InvokeFunction",
             "FunctionName": _get_att(f"{function.logical_id}Function", "Arn"),
             "Principal": "apigateway.amazonaws.com",
-            "SourceArn": _execute_api_arn("${StageName}/" + _sub_literal(function.route_key)),
+            "SourceArn": source,
         },
     }
+
+
+def _invocation_uri(function: Function) -> dict[str, str]:
+    return _sub(
+        "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/"
+        f"functions/${{{function.logical_id}Function.Arn}}/invocations"
+    )
 
 
 def _emit_integration(function: Function) -> dict[str, Any]:
@@ -318,21 +347,34 @@ def _emit_integration(function: Function) -> dict[str, Any]:
         "Properties": {
             "ApiId": _ref("Api"),
             "IntegrationType": "AWS_PROXY",
-            "IntegrationUri": _sub(
-                "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/"
-                f"functions/${{{function.logical_id}Function.Arn}}/invocations"
-            ),
+            "IntegrationUri": _invocation_uri(function),
         },
     }
 
 
-def _emit_route(function: Function) -> dict[str, Any]:
+def _emit_authorizer(authorizer: Authorizer) -> dict[str, Any]:
+    """The Lambda REQUEST authorizer; API Gateway checks the identity sources first."""
+    properties: dict[str, Any] = {
+        "ApiId": _ref("Api"),
+        "Name": authorizer.function.logical_id,
+        "AuthorizerType": "REQUEST",
+        "AuthorizerUri": _invocation_uri(authorizer.function),
+    }
+    if authorizer.identity_sources:
+        properties["IdentitySource"] = list(authorizer.identity_sources)
+    return {"Type": "AWS::ApiGatewayV2::Authorizer", "Properties": properties}
+
+
+def _emit_route(function: Function, authorizer: Authorizer | None) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "ApiId": _ref("Api"),
         "RouteKey": function.route_key,
         "AuthorizationType": "NONE",
         "Target": _sub(f"integrations/${{{function.logical_id}Integration}}"),
     }
+    if authorizer is not None and function.route_key == CONNECT:
+        properties["AuthorizationType"] = "CUSTOM"
+        properties["AuthorizerId"] = _ref(authorizer.function.logical_id)
     if function.return_response:
         # two-way: the handler's result goes back to the caller (docs/compatibility.md §4.2)
         properties["RouteResponseSelectionExpression"] = "$default"
