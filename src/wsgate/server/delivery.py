@@ -41,6 +41,11 @@ class NodeUnreachable(WsgateError):
     """Another node did not answer (dead, stopping, or past the call timeout)."""
 
 
+class NodeFailed(WsgateError):
+    """Another node answered that the operation failed there (its log has why): an
+    error for the caller, not a connection gone."""
+
+
 class OtherNodes(Protocol):
     """The rest of the gateway, seen from one node: how to reach what is not held here."""
 
@@ -59,7 +64,8 @@ class OtherNodes(Protocol):
         """The other nodes that may hold `topic`'s subscribers (None: any connection)."""
 
     async def call(self, node: Any, operation: str, *args: Any) -> Any:
-        """Run `operation(*args)` on `node`; NodeUnreachable if it does not answer."""
+        """Run `operation(*args)` on `node`; NodeUnreachable if it does not answer,
+        NodeFailed if the operation raised there."""
 
 
 class Delivery:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from wsgate.exceptions import WsgateError
-from wsgate.server.delivery import NodeUnreachable
+from wsgate.server.delivery import NodeFailed, NodeUnreachable
 
 log = logging.getLogger("wsgate.peers")
 
@@ -49,7 +49,7 @@ Operation = Callable[..., Awaitable[Any]]
 
 
 class PeerError(NodeUnreachable):
-    """Another worker could not be reached, or failed to do what it was asked."""
+    """Another worker could not be reached, or did not answer in time."""
 
 
 def owner(connection_id: str) -> int:
@@ -170,7 +170,7 @@ class Peers:
 
     async def call(self, worker: int, operation: str, *args: Any) -> Any:
         """Ask `worker` to run `operation(*args)` and return its answer (PeerError if it
-        failed or cannot be reached)."""
+        cannot be reached, NodeFailed if the operation raised there)."""
         link = await self._link(worker)
         return await link.call(operation, args)
 
@@ -223,7 +223,7 @@ class Peers:
             value = await self._operations[operation](*args)
         except Exception as exc:  # operations answer with values; this is a failure
             log.exception("worker %d failed %s from a peer", self.worker, operation)
-            message: Any = (request_id, False, PeerError(f"{type(exc).__name__}: {exc}"))
+            message: Any = (request_id, False, NodeFailed(f"{type(exc).__name__}: {exc}"))
         else:
             message = (request_id, True, value)
         if not writer.is_closing():

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from wsgate.connection_api import ConnectionInfo
 from wsgate.exceptions import StoreError
-from wsgate.server.delivery import NodeUnreachable, Operation
+from wsgate.server.delivery import NodeFailed, NodeUnreachable, Operation
 
 if TYPE_CHECKING:
     from redis.asyncio.client import PubSub
@@ -196,24 +196,22 @@ class RedisBus:
                 if message.get("ok"):
                     waiter.set_result(message.get("value"))
                 else:
-                    waiter.set_exception(NodeUnreachable(str(message.get("error"))))
+                    waiter.set_exception(NodeFailed(str(message.get("error"))))
             return
-        answer: dict[str, Any] = {"id": message["id"]}
+        request_id = message["id"]
         try:
             operation = self._operations[message["op"]]
-            answer["value"] = await operation(*message["args"])
-            answer["ok"] = True
+            value = await operation(*message["args"])
+            answer = _encode({"id": request_id, "ok": True, "value": value})
         except Exception as exc:  # answered, so the caller fails now instead of timing out
             log.exception(
                 "node %s failed %s for node %s", self.node, message["op"], message["from"]
             )
-            answer["ok"] = False
-            answer["error"] = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}"
+            answer = _encode({"id": request_id, "ok": False, "error": error})
         try:
             async with self.store.errors():
-                await self.store.redis_client().publish(
-                    self.channel(message["from"]), _encode(answer)
-                )
+                await self.store.redis_client().publish(self.channel(message["from"]), answer)
         except StoreError as exc:
             log.warning("node %s could not answer node %s: %s", self.node, message["from"], exc)
 
