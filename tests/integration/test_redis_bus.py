@@ -1,4 +1,5 @@
-"""RedisBus (server/redis_bus.py) between two nodes in one process, on a real redis-server."""
+"""RedisBus (server/redis_bus.py) between two nodes in one process, on a real redis-server:
+what a caller sees when the other node fails, idles, or is purged."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.redis_server import (  # noqa: F401 (a fixture)
 )
 from wsgate.server.delivery import NodeFailed, Operation
 from wsgate.server.redis_bus import RedisBus
+from wsgate.store import ConnectionRecord
 from wsgate.store.redis import RedisStore
 
 
@@ -65,5 +67,41 @@ def test_a_failed_operation_is_a_failure_not_an_unreachable_node(
                     await a.call("b", operation, "x")
                 assert loop.time() - started < 1.0, f"{operation}: waited for the timeout"
             assert await a.call("b", "echo", "still here") == ["still here"]
+
+    asyncio.run(main())
+
+
+def test_a_node_starting_during_a_purge_keeps_its_connection(redis_server: RedisServer) -> None:
+    """A survivor looking for dead nodes reads which nodes hold connections, then which are
+    alive: a node that heartbeats and takes its first connection between the two reads is
+    alive, not purged."""
+    url = redis_url(redis_server.port)
+
+    async def main() -> None:
+        async with node(url, "a", {}) as a:
+            newcomer = RedisStore(url, node="n")
+            await newcomer.open()
+            store = a.store
+            reads = {"nodes": store.nodes, "live_nodes": store.live_nodes}
+            first: list[str] = []
+
+            def hooked(name: str) -> Any:
+                async def read() -> list[str]:
+                    result = await reads[name]()
+                    if not first:  # the newcomer starts between the two reads
+                        first.append(name)
+                        await newcomer.heartbeat("n", 30.0)
+                        await newcomer.add_connection(
+                            ConnectionRecord("n1", connected_at=1, source_ip="", node="n")
+                        )
+                    return result
+
+                return read
+
+            store.nodes = hooked("nodes")  # type: ignore[method-assign]
+            store.live_nodes = hooked("live_nodes")  # type: ignore[method-assign]
+            await a._purge_dead()
+            assert await newcomer.get_connection("n1") is not None
+            await newcomer.close()
 
     asyncio.run(main())

@@ -235,8 +235,11 @@ class RedisBus:
                     failing = True
 
     async def _purge_dead(self) -> None:
+        # Holders first, then the living: a node that starts between the two reads (its
+        # heartbeat comes before its first connection) is then among the living.
+        holders = await self.store.nodes()
         alive = set(await self.store.live_nodes())
-        for node in await self.store.nodes():
+        for node in holders:
             if node != self.node and node not in alive:
                 dropped = await self.store.purge_node(node)
                 if dropped:
