@@ -4,6 +4,7 @@ what a caller sees when the other node fails, idles, or is purged."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,6 +39,24 @@ async def node(
 
 async def echo(*args: Any) -> Any:
     return list(args)
+
+
+def test_an_idle_listener_keeps_listening(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A node with nothing to read for longer than the store's socket_timeout still
+    listens: no reconnect (during which requests to it would find no one), and a call
+    after the idle time is answered."""
+    url = redis_url(redis_server.port) + "&socket_timeout=0.3"
+
+    async def main() -> None:
+        async with node(url, "a", {}) as a, node(url, "b", {"echo": echo}):
+            await asyncio.sleep(1.0)
+            assert await a.call("b", "echo", "hi") == ["hi"]
+
+    with caplog.at_level(logging.WARNING, logger="wsgate.nodes"):
+        asyncio.run(main())
+    assert "lost Redis" not in caplog.text
 
 
 def test_a_failed_operation_is_a_failure_not_an_unreachable_node(

@@ -14,11 +14,17 @@ protocol of wsgate's own, no node addresses to configure.
 - A node that is not listening answers nothing: PUBLISH says no one received the request,
   and the call fails at once (`NodeUnreachable`, which `Delivery` turns into 410). One
   that is listening but stuck fails after `call_timeout`.
+- Requests leave a node in the order `call` was invoked (each PUBLISH waits for the one
+  before it to be acknowledged), so two fan-outs started in order reach a node in order.
 - Liveness: each node writes a heartbeat every `node_timeout / 3`; a node whose heartbeat
   is older than `node_timeout` (30 s by default) is dead, and the first survivor to notice
   purges its connections and subscriptions from the store (each batch atomically, so no
   two survivors remove the same record). A dead node's `$disconnect`s do not run: the
   node that held those sockets is gone, and running them elsewhere could run them twice.
+  A node that finds its own heartbeat gone (it just started, or Redis restarted empty or
+  was away) judges no one for a `node_timeout`: the others' heartbeats are missing for
+  the same reason, and they write them again within a third of it. A node that stops
+  cleanly forgets its heartbeat, so no one asks it anything.
 - Redis unreachable: calls fail with the store's clear `StoreError`; the listener and the
   heartbeat retry with back-off (0.1 s doubling to 5 s) and log when Redis is lost and
   when it is back.
@@ -54,6 +60,10 @@ CALL_TIMEOUT = 5.0
 #: A node whose heartbeat is older than this is dead (`--node-timeout`).
 NODE_TIMEOUT = 30.0
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 5.0
+#: How long one read of the node's channel waits before the next. A read without a
+#: timeout is not one: redis-py before 8 ends it at the store's socket_timeout (10 s), as
+#: if Redis were lost, and each resubscribe leaves the node deaf a moment (its requests 410).
+_LISTEN_POLL = 1.0
 
 
 class RedisBus:
@@ -78,6 +88,10 @@ class RedisBus:
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
+        #: The last request published, or being published: the next waits for it.
+        self._last_request: asyncio.Future[None] | None = None
+        #: No purging of dead nodes before this (loop time): see the module's docstring.
+        self._judge_from = 0.0
 
     def channel(self, node: str) -> str:
         return f"{self.store.keys_start}bus:{node}"
@@ -87,7 +101,7 @@ class RedisBus:
     async def start(self, operations: dict[str, Operation]) -> None:
         """Listen on this node's channel, heartbeat, and watch for dead nodes."""
         self._operations = operations
-        await self.store.heartbeat(self.node, self.node_timeout)
+        await self._beat()
         self._tasks = [
             asyncio.create_task(self._listen(), name="wsgate-bus-listen"),
             asyncio.create_task(self._keep_alive(), name="wsgate-bus-heartbeat"),
@@ -109,6 +123,10 @@ class RedisBus:
             if not waiter.done():
                 waiter.set_exception(NodeUnreachable("this node is stopping"))
         self._waiting.clear()
+        try:
+            await self.store.forget_heartbeat(self.node)
+        except StoreError as exc:  # it expires by itself
+            log.warning("node %s could not forget its heartbeat: %s", self.node, exc)
 
     def stamp(self, connection_id: str) -> str:
         return connection_id  # the store's record says where a connection lives
@@ -131,10 +149,18 @@ class RedisBus:
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = waiter
         message = {"id": request_id, "op": operation, "args": args, "from": self.node}
+        # In order: before the first await, take a place after the request published last.
+        previous, published = self._last_request, waiter.get_loop().create_future()
+        self._last_request = published
         try:
+            if previous is not None and not previous.done():
+                await asyncio.shield(previous)
             client = self.store.redis_client()
-            async with self.store.errors():
-                received = await client.publish(self.channel(str(node)), _encode(message))
+            try:
+                async with self.store.errors():
+                    received = await client.publish(self.channel(str(node)), _encode(message))
+            finally:
+                published.set_result(None)
             if not received:
                 raise NodeUnreachable(f"node {node} is not listening")
             try:
@@ -145,6 +171,8 @@ class RedisBus:
                 ) from None
         finally:
             self._waiting.pop(request_id, None)
+            if not published.done():  # cancelled while waiting for its turn
+                published.set_result(None)
 
     # -- listening ---------------------------------------------------------------------
 
@@ -165,7 +193,7 @@ class RedisBus:
                     lost = False
                 backoff = _BACKOFF_FIRST
                 while True:
-                    message = await pubsub.get_message(timeout=None)
+                    message = await pubsub.get_message(timeout=_LISTEN_POLL)
                     if message is not None:
                         await self._receive(message["data"])
             except asyncio.CancelledError:
@@ -224,8 +252,9 @@ class RedisBus:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.store.heartbeat(self.node, self.node_timeout)
-                await self._purge_dead()
+                await self._beat()
+                if asyncio.get_running_loop().time() >= self._judge_from:
+                    await self._purge_dead()
                 if failing:
                     log.warning("node %s: heartbeat written again", self.node)
                     failing = False
@@ -233,6 +262,11 @@ class RedisBus:
                 if not failing:
                     log.error("node %s: cannot write its heartbeat: %s", self.node, exc)
                     failing = True
+
+    async def _beat(self) -> None:
+        """Write the heartbeat; after a gap in it, hold off judging others (module doc)."""
+        if not await self.store.heartbeat(self.node, self.node_timeout):
+            self._judge_from = asyncio.get_running_loop().time() + self.node_timeout
 
     async def _purge_dead(self) -> None:
         # Holders first, then the living: a node that starts between the two reads (its
