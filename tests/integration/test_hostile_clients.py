@@ -22,12 +22,15 @@ import pytest
 
 from tests.conftest import TIMEOUT, run_gateway
 from tests.raw_client import (
+    BINARY,
+    CLOSE,
     CONTINUATION,
     PING,
     PONG,
     TEXT,
     Frame,
     RawClient,
+    close_payload,
     frame_bytes,
 )
 from wsgate import App, Limits, connections
@@ -222,3 +225,66 @@ def test_slow_clients_together_are_held_to_the_total_send_budget() -> None:
         gc.collect()
         kept = [o for o in gc.get_objects() if type(o) is LiveConnection]
         assert [conn for conn in kept if conn.gateway is gateway] == list(gateway.live.values())
+
+
+# -- protocol details (docs/compatibility.md §10.3) ----------------------------------------
+
+
+def test_data_after_the_clients_close_frame_reaches_no_handler() -> None:
+    """Once the client's close frame is in, what follows it is not a message (RFC 6455
+    section 5.5.1)."""
+    calls = Calls()
+    with gateway(calls) as server, RawClient.connect(server.url) as client:
+        client.send_raw(
+            frame_bytes(CLOSE, close_payload(1000, "bye"))
+            + frame_bytes(TEXT, b"after the close")
+            + frame_bytes(BINARY, b"\x00after")
+        )
+        assert client.recv_close_code() == 1000
+        assert calls.disconnect_code() == 1000
+        assert calls.no_message()
+
+
+@pytest.mark.parametrize("rsv", [1, 2, 4])
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_a_frame_with_rsv_bits_closes_with_1002(rsv: int, fragmented: bool) -> None:
+    """No extension is negotiated, so every RSV bit must be 0 (RFC 6455 section 5.2)."""
+    calls = Calls()
+    with gateway(calls) as server, RawClient.connect(server.url) as client:
+        if fragmented:
+            client.send(TEXT, b"he", fin=False)
+            client.send(CONTINUATION, b"llo", rsv=rsv)
+        else:
+            client.send(TEXT, b"hello", rsv=rsv)
+        assert client.recv_close_code() == 1002
+        assert calls.disconnect_code() == 1002
+        assert calls.no_message()
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1011, 1014, 3000, 4999])
+def test_a_valid_close_code_is_echoed(code: int) -> None:
+    calls = Calls()
+    with gateway(calls) as server, RawClient.connect(server.url) as client:
+        client.send(CLOSE, close_payload(code, "bye"))
+        assert client.recv_close_code() == code
+        assert calls.disconnect_code() == code
+
+
+@pytest.mark.parametrize("code", [0, 1004, 1005, 1006, 1015, 2999, 5000, 65535])
+def test_a_close_code_a_client_may_not_send_is_answered_1002(code: int) -> None:
+    """1005, 1006 and 1015 are never sent on the wire; reserved and out-of-range codes are
+    a protocol error."""
+    calls = Calls()
+    with gateway(calls) as server, RawClient.connect(server.url) as client:
+        client.send(CLOSE, close_payload(code))
+        assert client.recv_close_code() == 1002
+        assert calls.disconnect_code() == 1002
+
+
+def test_a_close_frame_without_a_code_is_answered_without_one() -> None:
+    calls = Calls()
+    with gateway(calls) as server, RawClient.connect(server.url) as client:
+        client.send(CLOSE)
+        frame = client.recv()
+        assert frame is not None and frame.opcode == CLOSE and frame.payload == b""
+        assert calls.disconnect_code() == 1005

@@ -30,6 +30,7 @@ class _Frame:
 
     msg_type = WSMsgType.TEXT
     fin = True
+    rsv1 = rsv2 = rsv3 = 0
 
     def __init__(self, text: str) -> None:
         self._text = text

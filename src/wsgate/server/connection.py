@@ -26,10 +26,12 @@ from wsgate.core.close import (
     INTERNAL_ERROR,
     INVALID_TEXT,
     MESSAGE_TOO_BIG,
+    PROTOCOL_ERROR,
     SLOW_CONSUMER,
     UNFINISHED_MESSAGES_FULL,
     Close,
     CloseCode,
+    valid_from_peer,
 )
 from wsgate.core.events import ConnectionContext
 from wsgate.core.limits import Limits, largest_first
@@ -130,6 +132,11 @@ class LiveConnection(WSListener):
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         try:
             kind = frame.msg_type
+            if transport.is_close_frame_sent and kind is not CLOSE:
+                return  # closing (either side began): nothing more is a message
+            if frame.rsv1 or frame.rsv2 or frame.rsv3:  # no extension is negotiated
+                self.start_close(PROTOCOL_ERROR)
+                return
             if kind is TEXT and frame.fin and self.assembling is None:
                 try:
                     body = frame.get_payload_as_utf8_text()
@@ -195,15 +202,21 @@ class LiveConnection(WSListener):
         self.close_timer = self.gateway.loop.call_later(CLOSE_TIMEOUT, transport.disconnect, False)
 
     def _peer_closing(self, transport: WSTransport, frame: WSFrame) -> None:
-        """The client's close frame: answer it (once), then let the socket go."""
+        """The client's close frame: answer it (once, with its code, or 1002 for a code a
+        client may not send), then let the socket go."""
         if self.close is None and self.peer_close is None:
-            code = int(frame.get_close_code().value)
-            reason = frame.get_close_reason() or ""
-            self.peer_close = Close(code or CloseCode.NO_STATUS, reason)
-            if code:
-                _send_close(transport, code, reason)
-            else:
+            if frame.payload_size < 2:
+                self.peer_close = Close(CloseCode.NO_STATUS, "")
                 transport.send(CLOSE, b"")
+            else:
+                code = int(frame.get_close_code().value)
+                reason = frame.get_close_reason() or ""
+                if valid_from_peer(code):
+                    self.peer_close = Close(code, reason)
+                    _send_close(transport, code, reason)
+                else:
+                    self.close = PROTOCOL_ERROR
+                    _send_close(transport, PROTOCOL_ERROR.code, PROTOCOL_ERROR.reason)
         transport.disconnect()  # graceful: after what is buffered, unless it never drains
         if self.close_timer is None:
             self.close_timer = self.gateway.loop.call_later(
