@@ -12,7 +12,9 @@ task (an echo's `send` is a dict read and a write). Anything else goes through
   record and subscriptions are dropped, as API Gateway apps do on a 410. A node that
   cannot be reached (dead, or not answering within its call timeout) is gone too.
 - `publish`, `broadcast`: every node that may hold a target delivers to its own
-  connections, one request per node (not per subscriber); the counts add up.
+  connections, one request per node (not per subscriber); the counts add up. Fan-outs
+  leave a node in the order they were called (a handler's publishes are concurrent tasks
+  whose reads may finish in any order): subscribers see one client's messages in order.
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ class Delivery:
         #: What every successful `send` returns: a future already done (awaiting it is
         #: free, and a done future stays done whoever awaits or cancels it).
         self._sent: asyncio.Future[None] | None = None
+        #: Done when the last fan-out called has delivered here and sent its requests.
+        self._last_fan_out: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -274,14 +278,29 @@ class Delivery:
         others = self.others
         if others is None:
             return await self._fan_out_here(topic, is_text, frame, skip)
-        nodes = await others.nodes_for(topic)
-        counts = await asyncio.gather(
-            self._fan_out_here(topic, is_text, frame, skip),
-            *(others.call(node, "fan_out", topic, is_text, frame, skip) for node in nodes),
-            return_exceptions=True,
-        )
-        delivered = 0
-        for node, count in zip((None, *nodes), counts, strict=True):
+        # In order of calls: the reads run concurrently, the deliveries one after another.
+        assert self._loop is not None
+        previous, done = self._last_fan_out, self._loop.create_future()
+        self._last_fan_out = done
+        try:
+            nodes, targets = await asyncio.gather(others.nodes_for(topic), self._targets(topic))
+            if previous is not None and not previous.done():
+                await asyncio.shield(previous)
+            here, gone = self._write_here(targets, is_text, frame, skip)
+            # Tasks start in the order they are made, and each `call` takes its place in
+            # line (OtherNodes) before its first wait: before the next fan-out goes on.
+            calls = [
+                asyncio.ensure_future(others.call(node, "fan_out", topic, is_text, frame, skip))
+                for node in nodes
+            ]
+        finally:
+            if not done.done():
+                done.set_result(None)
+        counts = await asyncio.gather(*calls, return_exceptions=True)
+        for connection_id in gone:
+            await self._gone(connection_id)
+        delivered = here
+        for node, count in zip(nodes, counts, strict=True):
             if isinstance(count, NodeUnreachable):  # its connections are gone with it
                 log.warning("fan-out: node %s does not answer: %s", node, count)
             elif isinstance(count, BaseException):
@@ -293,10 +312,22 @@ class Delivery:
     async def _fan_out_here(
         self, topic: str | None, is_text: bool, frame: bytes, exclude: tuple[str, ...]
     ) -> int:
+        targets = await self._targets(topic)
+        delivered, gone = self._write_here(targets, is_text, frame, exclude)
+        for connection_id in gone:
+            await self._gone(connection_id)
+        return delivered
+
+    async def _targets(self, topic: str | None) -> list[str]:
+        """This node's connections subscribed to `topic` (None: all of them)."""
         if topic is None:
-            targets = await self.store.connection_ids()
-        else:
-            targets = await self.store.subscribers(topic)
+            return await self.store.connection_ids()
+        return await self.store.subscribers(topic)
+
+    def _write_here(
+        self, targets: list[str], is_text: bool, frame: bytes, exclude: tuple[str, ...]
+    ) -> tuple[int, list[str]]:
+        """Write to the `targets` open here: how many, and the ids no longer open."""
         kind = TEXT if is_text else BINARY
         wire = wire_frame(kind, frame) if len(frame) > PICOWS_COPY_LIMIT else None
         skip = set(exclude)
@@ -311,20 +342,25 @@ class Delivery:
                 gone.append(connection_id)
             elif conn.write(kind, frame, wire):
                 delivered += 1
-        for connection_id in gone:
-            await self._gone(connection_id)
-        return delivered
+        return delivered, gone
 
     async def connection_ids(self) -> list[str]:
         """Every open connection's id, on every node (the management API's list)."""
         ids = await self.store.connection_ids()
         others = self.others
         if others is not None:
-            for node in await others.nodes_for(None):
-                try:
-                    ids.extend(await others.call(node, "ids"))
-                except NodeUnreachable as exc:
-                    log.warning("listing connections: node %s does not answer: %s", node, exc)
+            nodes = await others.nodes_for(None)
+            # All at once: a node that does not answer costs one call timeout, not one each.
+            answers = await asyncio.gather(
+                *(others.call(node, "ids") for node in nodes), return_exceptions=True
+            )
+            for node, answer in zip(nodes, answers, strict=True):
+                if isinstance(answer, NodeUnreachable):
+                    log.warning("listing connections: node %s does not answer: %s", node, answer)
+                elif isinstance(answer, BaseException):
+                    raise answer
+                else:
+                    ids.extend(answer)
         return ids
 
 
