@@ -11,7 +11,10 @@ hands the event to the function's pool, so the event loop never waits on a pipe.
 function's result is the route's result, so the gateway's rules apply unchanged (a raised
 error becomes `Internal server error` or 502, two-way routes send `body`), with one
 addition for raw Lambda code: `$connect` returning `None` or a dict without `statusCode` is
-a malformed proxy response, 502, as REST APIs answer (docs/compatibility.md §4).
+a malformed proxy response, 502, as REST APIs answer (docs/compatibility.md §4). The
+`$connect` authorizer of the file is the App's authorizer, run in its function's processes:
+its result is judged by the gateway's rules (docs/compatibility.md §7), and an error whose
+message is `Unauthorized` is the 401 it is on AWS.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from wsgate.app import App
+from wsgate.core.authorizer import UNAUTHORIZED
 from wsgate.core.events import Event
 from wsgate.core.routing import CONNECT
 from wsgate.exceptions import ConfigError, TargetError
@@ -68,6 +72,11 @@ class OfflineApp:
                     _route_handler(self.pools[fn.name], route.key),
                     return_response=route.two_way,
                 )
+        if spec.authorizer is not None:
+            self.app.add_authorizer(
+                _authorizer_handler(self.pools[spec.authorizer.function]),
+                identity_sources=spec.authorizer.identity_sources,
+            )
 
     def attach(self, host: str, port: int) -> None:
         """Give function processes started from now on the gateway's addresses (https rewrite)."""
@@ -124,6 +133,20 @@ def _route_handler(pool: FunctionPool, key: str) -> Callable[[Event, Any], Await
                 },
             )
         return result
+
+    invoke.__qualname__ = f"{pool.spec.function_name} ({pool.spec.handler})"
+    return invoke
+
+
+def _authorizer_handler(pool: FunctionPool) -> Callable[[Event, Any], Awaitable[Any]]:
+    async def invoke(event: Event, context: Any) -> Any:
+        request_id = str(getattr(context, "aws_request_id", "") or uuid.uuid4())
+        try:
+            return await pool.invoke(event, request_id)
+        except FunctionError as error:
+            if error.error_message == UNAUTHORIZED:  # the function's own "Unauthorized"
+                raise Exception(UNAUTHORIZED) from error
+            raise
 
     invoke.__qualname__ = f"{pool.spec.function_name} ({pool.spec.handler})"
     return invoke

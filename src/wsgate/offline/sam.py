@@ -10,6 +10,10 @@ The graph followed, as API Gateway follows it when deployed:
       -> AWS::Serverless::Function (Handler, CodeUri, Runtime, Environment.Variables,
            MemorySize, Timeout; `Globals.Function` under them) or AWS::Lambda::Function
            (Code as a local path)
+    the `$connect` route's AuthorizationType CUSTOM + AuthorizerId
+      -> AWS::ApiGatewayV2::Authorizer (AuthorizerType REQUEST, IdentitySource,
+           AuthorizerUri ...functions/<function ARN>/invocations): run before `$connect`.
+    AuthorizationType AWS_IAM is refused: wsgate does not check SigV4 signatures yet.
 
 Defaults are CloudFormation's: 128 MB and 3 s. The stage is --stage, else the
 `AWS::ApiGatewayV2::Stage` of the API, else `dev`; the region is AWS_REGION (or
@@ -43,6 +47,7 @@ from wsgate.offline.spec import (
     DEFAULT_REGION,
     DEFAULT_ROUTE_SELECTION,
     AppSpec,
+    AuthorizerSpec,
     FunctionSpec,
     RouteSpec,
     is_python_runtime,
@@ -53,6 +58,7 @@ ROUTE = "AWS::ApiGatewayV2::Route"
 ROUTE_RESPONSE = "AWS::ApiGatewayV2::RouteResponse"
 INTEGRATION = "AWS::ApiGatewayV2::Integration"
 STAGE = "AWS::ApiGatewayV2::Stage"
+AUTHORIZER = "AWS::ApiGatewayV2::Authorizer"
 
 _FUNCTION_IN_URI = re.compile(r":function:([^/:]+)")
 
@@ -137,6 +143,7 @@ def sam_spec(
             functions_by_name[intrinsics.function_name(name, res)] = name
 
     routes: dict[str, list[RouteSpec]] = {}
+    authorizer: AuthorizerSpec | None = None
     seen: dict[str, str] = {}
     for name, res in of_type(ROUTE).items():
         if prop(name, res, "ApiId") != api_id:
@@ -164,8 +171,36 @@ def sam_spec(
         )
         two_way = name in two_way_routes and key not in (CONNECT, DISCONNECT)
         routes.setdefault(function, []).append(RouteSpec(key, two_way))
+        authorization = str(prop(name, res, "AuthorizationType") or "NONE").upper()
+        if authorization == "AWS_IAM":
+            raise intrinsics.error(
+                f"{where}.AuthorizationType",
+                f"route {key!r}: AWS_IAM authorization is not supported by wsgate yet "
+                "(use a Lambda REQUEST authorizer, AuthorizationType CUSTOM)",
+            )
+        if authorization == "CUSTOM":
+            if key != CONNECT:
+                raise intrinsics.error(
+                    f"{where}.AuthorizationType",
+                    f"only $connect can have an authorizer, not {key!r}",
+                )
+            authorizer = _authorizer(
+                prop(name, res, "AuthorizerId"),
+                f"{where}.AuthorizerId",
+                of_type(AUTHORIZER),
+                prop,
+                intrinsics,
+                functions_by_name,
+            )
+        elif authorization != "NONE":
+            raise intrinsics.error(
+                f"{where}.AuthorizationType",
+                f"expected NONE, CUSTOM or AWS_IAM, got {authorization!r}",
+            )
     if not routes:
         raise ConfigError(f"{source}: the WebSocket API {api_id} has no routes")
+    if authorizer is not None:
+        routes.setdefault(authorizer.function, [])
 
     globals_ = (doc.get("Globals") or {}).get("Function") or {}
     functions = tuple(
@@ -186,7 +221,43 @@ def sam_spec(
         region=region,
         functions=functions,
         tables=tables,
+        authorizer=authorizer,
     )
+
+
+def _authorizer(
+    authorizer_id: Any,
+    where: str,
+    authorizers: Mapping[str, dict[str, Any]],
+    prop: Callable[[str, Mapping[str, Any], str], Any],
+    intrinsics: Intrinsics,
+    functions_by_name: Mapping[str, str],
+) -> AuthorizerSpec:
+    """The AWS::ApiGatewayV2::Authorizer `authorizer_id` names, as a function to run."""
+    resource = authorizers.get(authorizer_id) if isinstance(authorizer_id, str) else None
+    if resource is None:
+        raise intrinsics.error(
+            where, f"CUSTOM authorization needs AuthorizerId {{Ref: <{AUTHORIZER}>}}"
+        )
+    at = f"Resources.{authorizer_id}.Properties"
+    kind = str(prop(authorizer_id, resource, "AuthorizerType") or "").upper()
+    if kind != "REQUEST":
+        raise intrinsics.error(
+            f"{at}.AuthorizerType", f"{kind or 'no AuthorizerType'}: WebSocket APIs take REQUEST"
+        )
+    uri = prop(authorizer_id, resource, "AuthorizerUri")
+    match = _FUNCTION_IN_URI.search(uri) if isinstance(uri, str) else None
+    if match is None or match.group(1) not in functions_by_name:
+        raise intrinsics.error(
+            f"{at}.AuthorizerUri",
+            f"{uri!r} does not name a function of this template "
+            "(expected ...functions/${Function.Arn}/invocations)",
+        )
+    sources = prop(authorizer_id, resource, "IdentitySource") or []
+    sources = [sources] if isinstance(sources, str) else sources
+    if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+        raise intrinsics.error(f"{at}.IdentitySource", "expected a list of identity sources")
+    return AuthorizerSpec(functions_by_name[match.group(1)], tuple(sources))
 
 
 def _integrated_function(

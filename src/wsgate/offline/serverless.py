@@ -11,6 +11,10 @@ What is read, and how the Serverless Framework (v3) would read it:
   over `provider.environment`), `name` (default `{service}-{stage}-{key}`),
   `reservedConcurrency`: function first, then provider.
 - `resources.Resources`: `AWS::DynamoDB::Table`s, to create locally and to resolve `Ref`s.
+- `authorizer` on the `$connect` event: a function of this service, as `authorizer: fn`,
+  `{name: fn, identitySource: [...]}` or `{arn: ...:function:<its name>, identitySource:
+  [...]}` (identitySource defaults to `route.request.header.Auth`, as in Serverless). It
+  runs locally like any function; an ARN of a function outside the service cannot.
 
 Serverless variables (`${self:...}`, `${opt:stage}`, `${env:...}`, `${file(...)}`, ...) are
 resolved by `wsgate.offline.variables`, lazily and only in the keys above; CloudFormation
@@ -19,7 +23,6 @@ resolved by `wsgate.offline.variables`, lazily and only in the keys above; Cloud
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,14 +42,13 @@ from wsgate.offline.spec import (
     SERVERLESS_MEMORY_MB,
     SERVERLESS_TIMEOUT_S,
     AppSpec,
+    AuthorizerSpec,
     FunctionSpec,
     RouteSpec,
     TableSpec,
     is_python_runtime,
 )
 from wsgate.offline.variables import VariableResolver
-
-log = logging.getLogger("wsgate.offline")
 
 
 def _logical_function_id(key: str) -> str:
@@ -93,11 +95,13 @@ def serverless_spec(
     )
 
     provider_env = _environment(r, intrinsics, "provider.environment")
+    routes_of = {key: _websocket_routes(r, key) for key in keys}
+    authorizer = _authorizer(r, keys, synthetic, routes_of)
     functions: list[FunctionSpec] = []
     owners: dict[str, str] = {}
     for key in keys:
-        routes = _websocket_routes(r, key)
-        if not routes:
+        routes = tuple(route for route, _ in routes_of[key])
+        if not routes and (authorizer is None or authorizer.function != key):
             continue
         for route in routes:
             if route.key in owners:
@@ -109,7 +113,7 @@ def serverless_spec(
         functions.append(
             _function(r, intrinsics, key, routes, provider_env, f"{service}-{stage_name}-{key}")
         )
-    if not functions:
+    if not owners:
         raise ConfigError(f"{path.name}: no function has a websocket event")
 
     tables: list[TableSpec] = []
@@ -131,34 +135,90 @@ def serverless_spec(
         region=region,
         functions=tuple(functions),
         tables=tuple(tables),
+        authorizer=authorizer,
     )
 
 
-def _websocket_routes(r: VariableResolver, key: str) -> tuple[RouteSpec, ...]:
+#: Serverless's identity source for a websocket authorizer that names none.
+DEFAULT_IDENTITY_SOURCE = "route.request.header.Auth"
+
+
+def _authorizer(
+    r: VariableResolver,
+    keys: list[str],
+    synthetic: Mapping[str, Mapping[str, Any]],
+    routes_of: Mapping[str, tuple[tuple[RouteSpec, Any], ...]],
+) -> AuthorizerSpec | None:
+    """The `$connect` event's `authorizer`, resolved to a function of this service."""
+    found: AuthorizerSpec | None = None
+    for key in keys:
+        for index, (route, config) in enumerate(routes_of[key]):
+            if not config:
+                continue
+            at = f"functions.{key}.events[{index}].websocket.authorizer"
+            if route.key != CONNECT:
+                raise r.error(at, f"only $connect can have an authorizer, not {route.key!r}")
+            if isinstance(config, str):
+                config = {"arn": config} if config.startswith("arn:") else {"name": config}
+            if not isinstance(config, dict):
+                raise r.error(at, "expected a function name or {name|arn, identitySource}")
+            sources = config.get("identitySource", [DEFAULT_IDENTITY_SOURCE])
+            sources = [sources] if isinstance(sources, str) else sources
+            if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+                raise r.error(f"{at}.identitySource", "expected a list of identity sources")
+            found = AuthorizerSpec(
+                _authorizer_function(r, at, config, keys, synthetic), tuple(sources)
+            )
+    return found
+
+
+def _authorizer_function(
+    r: VariableResolver,
+    at: str,
+    config: Mapping[str, Any],
+    keys: list[str],
+    synthetic: Mapping[str, Mapping[str, Any]],
+) -> str:
+    name, arn = config.get("name"), config.get("arn")
+    if isinstance(name, str):
+        if name not in keys:
+            raise r.error(f"{at}.name", f"no function {name!r} in this service")
+        return name
+    if not isinstance(arn, str):
+        raise r.error(at, "an authorizer needs 'name' (a function of this service) or 'arn'")
+    deployed_name = arn.rpartition(":function:")[2].split(":")[0]
+    for key in keys:
+        function_name = synthetic[_logical_function_id(key)]["Properties"]["FunctionName"]
+        if deployed_name in (key, function_name):
+            return key
+    raise r.error(
+        f"{at}.arn",
+        f"{arn!r} is not a function of this service: wsgate runs the service's own "
+        "functions only (define the authorizer under functions)",
+    )
+
+
+def _websocket_routes(r: VariableResolver, key: str) -> tuple[tuple[RouteSpec, Any], ...]:
+    """The function's websocket routes, each with its `authorizer` setting (or None)."""
     where = f"functions.{key}.events"
     events = r.get(where, [])
     if not isinstance(events, list):
         raise r.error(where, "events must be a list")
-    routes: list[RouteSpec] = []
+    routes: list[tuple[RouteSpec, Any]] = []
     for index, event in enumerate(events):
         if not isinstance(event, dict) or "websocket" not in event:
             continue
         config = event["websocket"]
         at = f"{where}[{index}].websocket"
         if isinstance(config, str):
-            routes.append(RouteSpec(config))
+            routes.append((RouteSpec(config), None))
             continue
         if not isinstance(config, dict) or not isinstance(config.get("route"), str):
             raise r.error(at, "expected a route key or a mapping with 'route'")
         route = config["route"]
         two_way = bool(config.get("routeResponseSelectionExpression"))
-        if config.get("authorizer"):
-            log.warning(
-                "%s: %s: authorizers are not run locally; every client is let in",
-                r.source,
-                at,
-            )
-        routes.append(RouteSpec(route, two_way and route not in (CONNECT, DISCONNECT)))
+        spec = RouteSpec(route, two_way and route not in (CONNECT, DISCONNECT))
+        routes.append((spec, config.get("authorizer")))
     return tuple(routes)
 
 

@@ -55,6 +55,16 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthorizerSpec:
+    """The Lambda REQUEST authorizer of `$connect`: which function, and the identity
+    sources checked before invoking it (`route.request.querystring.token`, ...)."""
+
+    #: The FunctionSpec.name of the authorizer's function.
+    function: str
+    identity_sources: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class TableSpec:
     """A DynamoDB table the app declares, as `CreateTable` parameters."""
 
@@ -71,7 +81,8 @@ class TableSpec:
 class AppSpec:
     """A serverless.yml service or a SAM app: routes that invoke Python Lambda functions.
 
-    `tables` are the DynamoDB tables it declares, to create on a local DynamoDB.
+    `tables` are the DynamoDB tables it declares, to create on a local DynamoDB; the
+    authorizer's function is one of `functions` (with no routes, unless it has some).
     """
 
     name: str
@@ -81,6 +92,7 @@ class AppSpec:
     region: str
     functions: tuple[FunctionSpec, ...]
     tables: tuple[TableSpec, ...] = field(default=())
+    authorizer: AuthorizerSpec | None = None
 
 
 def is_python_runtime(runtime: Any) -> bool:
