@@ -12,6 +12,15 @@ See docs/benchmarks.md for the method and the figures.
 from __future__ import annotations
 
 SCENARIOS = ("echo", "fanout", "connect", "memory")
-SERVERS = ("wsgate", "wsgate-2w", "wsgate-sync", "websockets", "picows", "serverless-offline")
+SERVERS = (
+    "wsgate",
+    "wsgate-2w",
+    "wsgate-sync",
+    "wsgate-redis",
+    "wsgate-3n",
+    "websockets",
+    "picows",
+    "serverless-offline",
+)
 
 __all__ = ["SCENARIOS", "SERVERS"]

@@ -95,6 +95,9 @@ class ServerProcess:
         self.start_timeout = start_timeout
         #: The server's store file, if it keeps one (its journal files count too).
         self.store = store
+        #: Where fan-out subscribers connect (the publisher connects to `url`): other
+        #: nodes than the publisher's, for a gateway of several nodes.
+        self.subscriber_urls = [url]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -201,3 +204,47 @@ class ServerProcess:
             pass
         if proc.poll() is None:
             proc.wait(5)
+
+
+class ProcessGroup(ServerProcess):
+    """Several processes measured as one server: a Redis and the gateway nodes on it.
+
+    Started in order, stopped in reverse; CPU and memory are the sum of all of them, the
+    cost of the whole deployment."""
+
+    def __init__(
+        self, name: str, members: Sequence[ServerProcess], *, url: str, subscriber_urls: list[str]
+    ) -> None:
+        last = members[-1]
+        super().__init__(name, [], port=last.port, url=url, log=last.log)
+        self.members = list(members)
+        self.subscriber_urls = subscriber_urls
+
+    @property
+    def pid(self) -> int:
+        return self.members[0].pid
+
+    def log_tail(self, lines: int = 15) -> str:
+        return "\n".join(f"[{m.name}] {m.log_tail(lines)}" for m in self.members)
+
+    def check_alive(self) -> None:
+        for member in self.members:
+            member.check_alive()
+
+    async def start(self) -> None:
+        try:
+            for member in self.members:
+                await member.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    def cpu(self) -> float:
+        return sum(member.cpu() for member in self.members)
+
+    def rss(self) -> int:
+        return sum(member.rss() for member in self.members)
+
+    async def stop(self) -> None:
+        for member in reversed(self.members):
+            await member.stop()

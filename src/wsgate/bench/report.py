@@ -40,6 +40,43 @@ class Target:
 
 TARGETS = (
     Target(
+        "nodes: fan-out deliveries/s across 3 Redis-linked nodes / one node (wsgate-3n / wsgate)",
+        "fanout",
+        "deliveries_per_s",
+        "wsgate",
+        ">=",
+        0.5,
+        server="wsgate-3n",
+    ),
+    Target(
+        "nodes: fan-out deliveries lost across nodes (worst run)",
+        "fanout",
+        "lost",
+        None,
+        "==",
+        0,
+        True,
+        server="wsgate-3n",
+    ),
+    Target(
+        "nodes: fan-out p99 delivery latency across nodes, ms",
+        "fanout",
+        "p99_ms",
+        None,
+        "info",
+        0,
+        server="wsgate-3n",
+    ),
+    Target(
+        "nodes: connections/s with the Redis store / SQLite (wsgate-redis / wsgate)",
+        "connect",
+        "connections_per_s",
+        "wsgate",
+        "info",
+        0,
+        server="wsgate-redis",
+    ),
+    Target(
         "echo: server CPU per message, wsgate / picows",
         "echo",
         "server_cpu_us_per_message",

@@ -228,6 +228,10 @@ async def fanout(server: ServerProcess, client: Client, counts: Counts) -> Outco
     record, clock = latencies.append, time.perf_counter_ns
     last_delivery = 0
     pool = Pool(client, server.url)
+    # Subscribers spread over `subscriber_urls` (other nodes than the publisher's, for a
+    # gateway of several nodes; the server's own URL otherwise).
+    urls = server.subscriber_urls
+    subscriber_pools = [Pool(client, url) for url in urls]
 
     def on_message(data: bytes) -> None:
         nonlocal acks, last_delivery
@@ -246,9 +250,15 @@ async def fanout(server: ServerProcess, client: Client, counts: Counts) -> Outco
             done[seq].set_result(None)
 
     try:
-        subscribers = await pool.open(n, lambda _: on_message)
-        if pool.failures:
-            raise RuntimeError(f"{pool.failures} of {n} subscribers failed: {pool.errors}")
+        subscribers: list[Connection | None] = []
+        for index, subscriber_pool in enumerate(subscriber_pools):
+            share = n // len(urls) + (1 if index < n % len(urls) else 0)
+            subscribers += await subscriber_pool.open(share, lambda _: on_message)
+            if subscriber_pool.failures:
+                raise RuntimeError(
+                    f"{subscriber_pool.failures} of {n} subscribers failed: "
+                    f"{subscriber_pool.errors}"
+                )
         (publisher,) = await pool.open(1)
         if publisher is None:
             raise RuntimeError(f"the publisher could not connect: {pool.errors}")
@@ -279,6 +289,8 @@ async def fanout(server: ServerProcess, client: Client, counts: Counts) -> Outco
         meter.stop()
     finally:
         pool.close()
+        for subscriber_pool in subscriber_pools:
+            subscriber_pool.close()
     delivered = sum(received)
     expected = n * m
     span_s = max(last_delivery - first_send, 1) / 1e9

