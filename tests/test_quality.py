@@ -24,6 +24,7 @@ def test_ruff_clean() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # a cold cache on a busy machine takes over a minute
 def test_mypy_strict_clean() -> None:
     """mypy --strict finds nothing in src."""
     result = subprocess.run(
