@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import TIMEOUT, TIMEOUT_FACTOR, recv, run_gateway, ws_connect
+from tests.integration.test_serverless_apps import serve_functions
+from tests.moto_server import isolate_aws_config
 from wsgate import App, connections
+from wsgate.aws.lambda_handler import LambdaAdapter
+from wsgate.core.authorizer import simple_policy
 from wsgate.core.limits import Limits
 from wsgate.server import Server
+from wsgate.store import open_store
 
 
 def allow(event: dict[str, Any], context: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -91,6 +98,7 @@ def wait_until(predicate: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
+RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
 TOKEN = ["route.request.querystring.token"]
 UNAUTHORIZED = (401, {"message": "Unauthorized"})
 FORBIDDEN = (403, {"message": "Forbidden"})
@@ -350,3 +358,187 @@ def test_async_authorizer_and_no_connect_route() -> None:
             assert json.loads(recv(ws)) == {"principalId": "p"}
         assert refused(server.url, additional_headers={"Authorization": "Bearer bad"}) == FORBIDDEN
     assert seen == ["Bearer good", "Bearer bad"]
+
+
+# -- serverless.yml and SAM apps (wsgate serve FILE): the authorizer in function processes --
+
+AUTH_PY = """
+import json
+import time
+
+
+def authorize(event, context):
+    token = event["queryStringParameters"]["token"]
+    if token == "unauthorized":
+        raise Exception("Unauthorized")
+    if token == "crash":
+        raise RuntimeError("crash")
+    if token == "slow":
+        time.sleep(10)
+    return {
+        "principalId": token,
+        "policyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Action": "execute-api:Invoke",
+            "Effect": "Allow" if token.startswith("good") else "Deny",
+            "Resource": event["methodArn"],
+        }]},
+        "context": {"user": token.upper(), "calls": 1},
+    }
+
+
+def connect(event, context):
+    return {"statusCode": 200}
+
+
+def who(event, context):
+    return {"statusCode": 200, "body": json.dumps(event["requestContext"]["authorizer"])}
+"""
+
+AUTH_YML = f"""
+service: guarded
+provider:
+  name: aws
+  runtime: {RUNTIME}
+functions:
+  auth:
+    handler: auth_app.authorize
+    timeout: 1
+  connect:
+    handler: auth_app.connect
+    events:
+      - websocket:
+          route: $connect
+          authorizer:
+            name: auth
+            identitySource: [route.request.querystring.token]
+  who:
+    handler: auth_app.who
+    events:
+      - websocket: {{route: whoAmI, routeResponseSelectionExpression: $default}}
+"""
+
+AUTH_TEMPLATE = f"""
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function: {{Runtime: {RUNTIME}, CodeUri: .}}
+Resources:
+  Api:
+    Type: AWS::ApiGatewayV2::Api
+    Properties: {{Name: guarded, ProtocolType: WEBSOCKET}}
+  ConnectRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Api
+      RouteKey: $connect
+      AuthorizationType: CUSTOM
+      AuthorizerId: !Ref Auth
+      Target: !Sub integrations/${{ConnectIntegration}}
+  ConnectIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub "arn:aws:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/\\
+        functions/${{ConnectFunction.Arn}}/invocations"
+  WhoRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Api
+      RouteKey: whoAmI
+      Target: !Sub integrations/${{WhoIntegration}}
+  WhoResponse:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties: {{ApiId: !Ref Api, RouteId: !Ref WhoRoute, RouteResponseKey: $default}}
+  WhoIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub "arn:aws:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/\\
+        functions/${{WhoFunction.Arn}}/invocations"
+  Auth:
+    Type: AWS::ApiGatewayV2::Authorizer
+    Properties:
+      ApiId: !Ref Api
+      Name: auth
+      AuthorizerType: REQUEST
+      IdentitySource: [route.request.querystring.token]
+      AuthorizerUri: !Sub "arn:aws:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/\\
+        functions/${{AuthFunction.Arn}}/invocations"
+  AuthFunction:
+    Type: AWS::Serverless::Function
+    Properties: {{Handler: auth_app.authorize, Timeout: 1}}
+  ConnectFunction:
+    Type: AWS::Serverless::Function
+    Properties: {{Handler: auth_app.connect}}
+  WhoFunction:
+    Type: AWS::Serverless::Function
+    Properties: {{Handler: auth_app.who}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "text"), [("serverless.yml", AUTH_YML), ("template.yaml", AUTH_TEMPLATE)]
+)
+def test_serverless_and_sam_authorizers_run_as_on_aws(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str
+) -> None:
+    """`wsgate serve FILE`: the file's authorizer runs in its function's processes, before
+    `$connect`, with every outcome API Gateway gives."""
+    isolate_aws_config(monkeypatch, tmp_path)
+    (tmp_path / "auth_app.py").write_text(AUTH_PY)
+    path = tmp_path / name
+    path.write_text(text)
+    with serve_functions(path) as (_, server):
+        with ws_connect(server.url + "?token=good-ann") as ws:
+            ws.send(json.dumps({"action": "whoAmI"}))
+            assert json.loads(recv(ws)) == {
+                "principalId": "good-ann",
+                "user": "GOOD-ANN",
+                "calls": "1",
+            }
+        assert refused(server.url) == UNAUTHORIZED
+        assert refused(server.url + "?token=bob") == FORBIDDEN
+        assert refused(server.url + "?token=unauthorized") == UNAUTHORIZED
+        assert refused(server.url + "?token=crash") == INTERNAL
+        assert refused(server.url + "?token=slow") == INTERNAL  # the function's 1 s timeout
+
+
+# -- on Lambda: the adapter answers API Gateway's authorizer event ----------------------
+
+
+def test_the_lambda_adapter_answers_the_authorizer_event() -> None:
+    """The authorizer function's event (`type: REQUEST`, `methodArn`) runs the app's
+    authorizer: a policy goes back as is, a simple result as the equivalent policy, and
+    `Unauthorized` raises so API Gateway answers 401."""
+    arn = "arn:aws:execute-api:eu-west-1:123456789012:abcdef1234/prod/$connect"
+    event = {
+        "type": "REQUEST",
+        "methodArn": arn,
+        "headers": {},
+        "queryStringParameters": {"token": "t"},
+        "stageVariables": {},
+        "requestContext": {
+            "routeKey": "$connect",
+            "eventType": "CONNECT",
+            "stage": "prod",
+            "domainName": "abcdef1234.execute-api.eu-west-1.amazonaws.com",
+            "connectionId": "c0nnection1d0A=",
+        },
+    }
+    policy = {"principalId": "p", "policyDocument": {"Statement": []}, "context": {"a": []}}
+    for simple, result, expected in [
+        (False, policy, policy),  # as is, even when API Gateway will call it malformed
+        (True, True, simple_policy(True, arn)),
+    ]:
+        app = App()
+        app.add_authorizer(lambda e, c, r=result: r, identity_sources=TOKEN, simple=simple)
+        with LambdaAdapter(app, open_store("memory://")) as adapter:
+            assert adapter(dict(event), None) == expected
+    app = App()
+    app.add_authorizer(raise_unauthorized, identity_sources=TOKEN)
+    with (
+        LambdaAdapter(app, open_store("memory://")) as adapter,
+        pytest.raises(Exception, match="^Unauthorized$"),
+    ):
+        adapter(dict(event), None)

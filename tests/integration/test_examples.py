@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection
 
 from tests.conftest import TIMEOUT_FACTOR, management_client, recv, run_gateway, ws_connect
@@ -488,6 +489,40 @@ def test_lambda_chat_on_message_without_data_replies_with_error(
             sender.send(json.dumps({"action": "onMessage"}))
             assert "error" in recv_json(sender)
             assert_silent(other)
+
+
+# -- auth.py ---------------------------------------------------------------------------
+
+
+def test_auth_token_names_the_user_on_later_routes(load_example: Callable[[str], App]) -> None:
+    """auth.py: a known token connects; whoAmI answers the user the authorizer named, and
+    `say` reaches everyone as "user: text"."""
+    app = load_example("auth.py")
+    with run_gateway(app) as server:
+        with (
+            ws_connect(server.url + "?token=ann-secret") as ann,
+            ws_connect(server.url + "?token=bob-secret") as bob,
+        ):
+            ann.send(json.dumps({"action": "whoAmI"}))
+            assert recv(ann) == "ann"
+            bob.send(json.dumps({"action": "whoAmI"}))
+            assert recv(bob) == "bob"
+            bob.send(json.dumps({"action": "say", "text": "hi"}))
+            assert recv(ann) == recv(bob) == "bob: hi"
+            assert_silent(ann, bob)
+
+
+@pytest.mark.parametrize(("query", "status"), [("", 401), ("?token=", 401), ("?token=x", 403)])
+def test_auth_refuses_missing_and_unknown_tokens(
+    load_example: Callable[[str], App], query: str, status: int
+) -> None:
+    """auth.py: no token is 401 (the authorizer does not run), an unknown one 403."""
+    app = load_example("auth.py")
+    with run_gateway(app) as server:
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(server.url + query)
+        assert refused.value.response.status_code == status
+        assert _live_ids(server) == []
 
 
 # -- the demo app (`wsgate serve` without TARGET) --------------------------------------
