@@ -92,6 +92,7 @@ def test_reload_restarts_on_edit(tmp_path: Path) -> None:
     finally:
         log = stop(server)
     assert "restarting" in log
+    assert "watchfiles" not in log  # the reloader says what happens in wsgate's words
 
 
 @pytest.mark.slow

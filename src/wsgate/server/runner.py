@@ -241,9 +241,6 @@ def run(config: ServeConfig) -> int:
     `lambda_mode`. Raises ConfigError for what cannot run.
     """
     config.check()
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     if config.reload:
         _run_with_reload(config)
         return 0
@@ -251,6 +248,11 @@ def run(config: ServeConfig) -> int:
         from wsgate.server.workers import supervise
 
         return supervise(config)
+    # Only where a gateway runs: the reloader's and the supervisor's own output is
+    # wsgate's lines, not the INFO logs of the libraries they use (watchfiles).
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     run_node(config)
     return 0
 
