@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import TIMEOUT, recv, ws_connect
 from tests.e2e.test_cli import EXAMPLES, free_port, wsgate_serve
@@ -101,6 +102,44 @@ def test_serve_with_workers_stops_them_and_exits_0(tmp_path: Path, signum: int) 
             assert survivors(workers, TIMEOUT) == set()
         finally:
             kill_all(workers)
+
+
+DISCONNECT_RECORDER = """
+from pathlib import Path
+
+from wsgate import App
+
+app = App()
+
+
+@app.on_disconnect
+def disconnect(event, context):
+    code = event["requestContext"]["disconnectStatusCode"]
+    with Path("disconnects.txt").open("a") as f:
+        f.write(f"{code}\\n")
+"""
+
+
+@pytest.mark.parametrize("signum", STOP_SIGNALS)
+def test_serve_closes_every_client_with_1001_and_runs_disconnect(
+    tmp_path: Path, signum: int
+) -> None:
+    """A plain `wsgate serve` stopped by SIGTERM or SIGHUP (the terminal closed) still closes
+    each client with 1001 and runs its `$disconnect`, then exits 0."""
+    (tmp_path / "recorder.py").write_text(DISCONNECT_RECORDER)
+    port = free_port()
+    with (
+        wsgate_serve("recorder.py", "--store", "memory://", cwd=tmp_path, port=port) as proc,
+        ws_connect(f"ws://127.0.0.1:{port}/dev") as first,
+        ws_connect(f"ws://127.0.0.1:{port}/dev") as second,
+    ):
+        proc.send_signal(signum)
+        assert proc.wait(2 * TIMEOUT) == 0
+        for client in (first, second):
+            with pytest.raises(ConnectionClosed) as closed:
+                recv(client)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert (tmp_path / "disconnects.txt").read_text().split() == ["1001", "1001"]
 
 
 FUNCTIONS_YML = """

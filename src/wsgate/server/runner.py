@@ -359,7 +359,9 @@ def _serve_until_stopped(
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too (a closed terminal, a process manager): every client still gets
+        # 1001 and its `$disconnect`.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, stop.set)
         if worker:
             fd = sys.stdin.fileno()
