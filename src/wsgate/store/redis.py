@@ -41,9 +41,10 @@ rather than one key with a TTL per node, so `live_nodes()` is one read, not a sc
 gateway nodes' clocks never matter. Each heartbeat forgets the entries that have expired;
 a dead node is one in `nodes()` but not in `live_nodes()`.
 
-Reconnecting. redis-py retries a command on a fresh connection when the old one broke
-(a restarted or failed-over server), and reloads a script the server forgot; the store
-keeps working without being reopened. Errors become `StoreError`.
+Reconnecting. A command on a connection that broke (a restarted or failed-over server) is
+sent once more on a fresh one, and redis-py reloads a script the server forgot; the store
+keeps working without being reopened. Errors become `StoreError`. Past `max_connections`
+(100 by default) a call waits for a free connection rather than failing.
 """
 
 from __future__ import annotations
@@ -86,6 +87,10 @@ _PASSED_OPTIONS = frozenset(
 )
 #: A dead server should fail a call in seconds, not hang the handler that made it.
 _TIMEOUTS = {"socket_connect_timeout": 5.0, "socket_timeout": 10.0}
+#: Connections to Redis per process (the URL's `max_connections` overrides). Past it a
+#: call waits for a free one (up to socket_timeout) instead of failing: a burst of
+#: handlers (fifty publishes from one client) must not fail with "Too many connections".
+_POOL_SIZE = 100
 #: Connections purge_node() drops per script run, so Redis is never blocked for long.
 PURGE_BATCH = 200
 
@@ -207,14 +212,17 @@ def _server_ms() -> str:
     return "local t = redis.call('TIME')\nlocal now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
 
-# ARGV: prefix, node, ttl ms. Forgets heartbeats that have expired.
+# ARGV: prefix, node, ttl ms. Forgets heartbeats that have expired; 1 if the node's own
+# was still live (no gap), else 0.
 _HEARTBEAT = (
     _server_ms()
     + """
 local key = ARGV[1] .. 'heartbeats'
+local was = redis.call('ZSCORE', key, ARGV[2])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
 redis.call('ZADD', key, now + tonumber(ARGV[3]), ARGV[2])
-return 1
+if was and tonumber(was) > now then return 1 end
+return 0
 """
 )
 
@@ -426,12 +434,21 @@ class RedisStore:
             if not left:
                 return dropped
 
-    async def heartbeat(self, node: str, ttl_seconds: float) -> None:
-        """Say `node` is alive for the next `ttl_seconds` (by Redis' clock)."""
+    async def heartbeat(self, node: str, ttl_seconds: float) -> bool:
+        """Say `node` is alive for the next `ttl_seconds` (by Redis' clock); whether its
+        previous heartbeat was still live. False after a gap: a first heartbeat, or Redis
+        restarted empty, or was out of reach for longer than the ttl (and then the other
+        nodes' heartbeats may be missing too, through no fault of theirs)."""
         _check_node(node)
         if ttl_seconds <= 0:
             raise ValueError(f"heartbeat ttl must be positive, got {ttl_seconds}")
-        await self._run("heartbeat", node, round(ttl_seconds * 1000))
+        return bool(await self._run("heartbeat", node, round(ttl_seconds * 1000)))
+
+    async def forget_heartbeat(self, node: str) -> None:
+        """Drop `node`'s heartbeat: it stopped cleanly, so no node should ask it anything."""
+        client = self.redis_client()
+        async with self.errors():
+            await client.zrem(f"{self.keys_start}heartbeats", node)
 
     async def live_nodes(self) -> list[str]:
         """Nodes whose heartbeat has not expired."""
@@ -544,11 +561,24 @@ class _Options:
 
     def connect(self) -> tuple[Redis, Sentinel | None]:
         """A client (not connected yet) and, for Sentinel, the Sentinel it asks."""
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.connection import parse_url
-        from redis.asyncio.sentinel import Sentinel
+        from redis.asyncio.retry import Retry
+        from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as ConnectionLost
 
-        common: dict[str, Any] = {"decode_responses": True, **_TIMEOUTS}
+        class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+            """The Sentinel's master, with a pool that waits when it is full."""
+
+        # An idle pooled connection to a server that restarted is closed: a command on it
+        # is sent once more on a fresh connection (not after a timeout: that could hang).
+        retry = Retry(NoBackoff(), 1, supported_errors=(ConnectionLost,))
+        common: dict[str, Any] = {"decode_responses": True, "retry": retry, **_TIMEOUTS}
+        pool: dict[str, Any] = {
+            "max_connections": _POOL_SIZE,
+            "timeout": _TIMEOUTS["socket_timeout"],
+        }
         if self.password is not None:
             common["password"] = self.password
         if self.username is not None:
@@ -562,9 +592,14 @@ class _Options:
                 sentinel_kwargs={key: common[key] for key in _TIMEOUTS},
                 **common,
             )
-            return sentinel.master_for(self.service, **passed), sentinel
+            master = sentinel.master_for(
+                self.service,
+                connection_pool_class=BlockingSentinelPool,
+                **{**pool, **passed},
+            )
+            return master, sentinel
         url = self.redis_url + ("?" + urlencode(self.passed) if self.passed else "")
-        return Redis.from_url(url, **common), None
+        return Redis.from_pool(BlockingConnectionPool.from_url(url, **common, **pool)), None
 
 
 def _parse_url(url: str) -> _Options:
