@@ -34,7 +34,7 @@ from tests.raw_client import (
     frame_bytes,
 )
 from wsgate import App, Limits, connections
-from wsgate.server.connection import LiveConnection, buffers_of
+from wsgate.server.connection import LiveConnection
 from wsgate.server.runner import Server
 
 
@@ -189,7 +189,7 @@ def test_messages_parked_in_fragments_are_held_to_a_total_budget() -> None:
 
 def unfinished_bytes(server: Server) -> int:
     """What the gateway counts as held in unfinished messages, all connections."""
-    return buffers_of(server.gateway).unfinished
+    return server.gateway.buffers.unfinished
 
 
 # -- many slow clients: one budget for all they leave unread (docs/compatibility.md §8) ----
@@ -220,7 +220,7 @@ def test_slow_clients_together_are_held_to_the_total_send_budget() -> None:
         assert sorted(calls.disconnect_code() for _ in slow) == [1006] * 4
         gateway = server.gateway
         assert len(gateway.live) == 1
-        buffers = buffers_of(gateway)
+        buffers = gateway.buffers
         assert buffers.backed_up == {} and buffers.waiting_bytes == 0
         gc.collect()
         kept = [o for o in gc.get_objects() if type(o) is LiveConnection]

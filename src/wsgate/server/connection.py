@@ -16,7 +16,6 @@ import asyncio
 import logging
 import struct
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport
@@ -84,7 +83,7 @@ class LiveConnection(WSListener):
         self.gateway = gateway
         self.info = info
         self.limits = limits
-        self.buffers = buffers_of(gateway)
+        self.buffers = gateway.buffers
         self.transport: WSTransport | None = None
         self.connected_mono = time.monotonic()
         self.last_active_mono = self.connected_mono
@@ -410,16 +409,7 @@ class GatewayBuffers:
         self.waiting_bytes -= self.backed_up.pop(conn, 0)
 
 
-#: Each gateway's buffers, shared by its connections (a gateway does not hold them yet).
-_buffers: weakref.WeakKeyDictionary[Gateway, GatewayBuffers] = weakref.WeakKeyDictionary()
 
-
-def buffers_of(gateway: Gateway) -> GatewayBuffers:
-    """The `GatewayBuffers` of `gateway`'s connections."""
-    buffers = _buffers.get(gateway)
-    if buffers is None:
-        buffers = _buffers[gateway] = GatewayBuffers(gateway.limits)
-    return buffers
 
 
 def wire_frame(kind: WSMsgType, data: bytes) -> bytes:

@@ -41,7 +41,7 @@ from wsgate.core.responses import (
 )
 from wsgate.core.routing import DISCONNECT, NOT_JSON, parse_body
 from wsgate.server import upgrade
-from wsgate.server.connection import CLOSE_TIMEOUT, LiveConnection
+from wsgate.server.connection import CLOSE_TIMEOUT, GatewayBuffers, LiveConnection
 from wsgate.server.delivery import Delivery, OtherNodes
 from wsgate.server.front import OpenConnection
 from wsgate.server.invoker import HandlerFailed, HandlerTimedOut, Invoker, handler_log
@@ -83,6 +83,8 @@ class Gateway:
         self.stage_variables = dict(stage_variables) if stage_variables else None
         #: This node's open connections, by id.
         self.live: dict[str, LiveConnection] = {}
+        #: Bytes waiting in this gateway's connections, against its gateway-wide budgets.
+        self.buffers = GatewayBuffers(self.limits)
         self.invoker = Invoker(app.name, self.limits.handler_timeout, handler_threads)
         self.delivery = Delivery(self.live, store, self.limits, node=self.node, others=others)
         #: Tasks that open or close connections (`$connect`, `$disconnect`); stop() awaits them.
