@@ -321,7 +321,7 @@ def test_connect_refused_by_connect_handler_shows_status(tmp_path: Path) -> None
     with wsgate_serve("bouncer.py", "--store", "memory://", cwd=tmp_path, port=port) as srv:
         result = run_wsgate("connect", f"ws://127.0.0.1:{port}/dev", "-x", "hi", "-w", "0.2")
         assert result.returncode == 1
-        assert "handshake refused: HTTP 401" in result.stderr, result.stderr
+        assert "refused the handshake (401 Unauthorized)" in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
         assert live_ids(port) == []
         assert stop(srv) == 0
