@@ -1,10 +1,12 @@
 """`wsgate serve --workers N`: one gateway process per core, on one port.
 
-The supervisor (this module) starts N `wsgate serve` processes that listen on the same
-port with SO_REUSEPORT, so the kernel spreads new connections over them. Each worker keeps
-its part of the table in its own store (`wsgate.db` becomes `wsgate.worker0.db`, ...) and
-reaches the others through `server/peers.py`. The supervisor stops the workers on SIGINT,
-SIGTERM and SIGHUP (a closed terminal) and exits 0 once they have stopped;
+The supervisor (this module) starts N gateway processes (`main`, given the `ServeConfig`)
+that listen on the same port with SO_REUSEPORT, so the kernel spreads new connections over
+them. Each worker keeps its part of the table in its own store (`wsgate.db` becomes
+`wsgate.worker0.db`, ...) and reaches the others through `server/peers.py`; with a Redis
+store each worker is a gateway node of its own (`server/redis_bus.py`). The supervisor
+stops the workers on SIGINT, SIGTERM and SIGHUP (a closed terminal) and exits 0 once they
+have stopped;
 if a worker dies, it stops the others and exits 1, so a process manager sees the failure;
 if the supervisor dies, even of SIGKILL, the workers see their stdin pipe close and stop.
 """
