@@ -433,7 +433,7 @@ def test_a_killed_node(tmp_path: Path) -> None:
             print(f"410 for a connection of a killed node, via {node.name}: {took * 1000:.0f} ms")
 
         # The survivors purge it: its connections, its place in the node and topic sets.
-        purged = wait_until(
+        wait_until(
             lambda: not node_records(db, "c", "news", ids["c"]),
             NODE_TIMEOUT + NODE_TIMEOUT / 3 + 2.0,
             "the dead node's records purged",
@@ -441,7 +441,6 @@ def test_a_killed_node(tmp_path: Path) -> None:
         print(f"dead node purged {time.monotonic() - killed:.2f} s after kill -9")
         assert "node c is dead" in a.output() + b.output()
         assert sorted(a.listed()) == sorted(ids["a"] + ids["b"])
-        del purged
 
         # The same node id again: clean, and serving.
         (c2,) = nodes.start("c")
