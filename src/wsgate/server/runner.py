@@ -82,11 +82,12 @@ async def serve(
     allowed_hosts: Iterable[str] = (),
     # Several nodes: a worker's link to the others (`wsgate serve --workers N`); with a
     # Redis store, this node's id (random if None) and when a silent node counts as dead;
-    # `reuse_port`: other processes listen on the same port (SO_REUSEPORT, the workers)
+    # `sock`: a listening socket to accept from instead of binding `host:port` (the workers
+    # share their supervisor's: the kernel spreads connections over the processes)
     peers: Peers | None = None,
     node_id: str | None = None,
     node_timeout: float = NODE_TIMEOUT,
-    reuse_port: bool = False,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[Server]:
     """Run `app` until the block exits; port 0 picks a free port (see `Server.port`).
 
@@ -127,14 +128,12 @@ async def serve(
             )
 
         try:
-            listener = await loop.create_server(
-                front_door,
-                host,
-                port,
-                backlog=backlog,
-                reuse_address=True,
-                reuse_port=reuse_port,
-            )
+            if sock is not None:
+                listener = await loop.create_server(front_door, sock=sock, backlog=backlog)
+            else:
+                listener = await loop.create_server(
+                    front_door, host, port, backlog=backlog, reuse_address=True
+                )
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         yield Server(gateway, host, _bound_port(listener))
@@ -258,11 +257,16 @@ def run(config: ServeConfig) -> int:
 
 
 def run_node(
-    config: ServeConfig, *, worker: tuple[int, int] | None = None, peers: Peers | None = None
+    config: ServeConfig,
+    *,
+    worker: tuple[int, int] | None = None,
+    peers: Peers | None = None,
+    listener: socket.socket | None = None,
 ) -> None:
     """One gateway process: load the app, serve it until a signal (or, for `worker` K of N
     of `--workers`, until its supervisor is gone: its stdin closes). `peers`: how a worker
-    reaches the others, unless its store links the nodes (Redis)."""
+    reaches the others, unless its store links the nodes (Redis); `listener`: the
+    supervisor's listening socket, which the workers share."""
     functions: OfflineApp | None = None
     stage = config.stage or "dev"
     if config.is_offline:
@@ -317,6 +321,7 @@ def run_node(
             node_id=config.node_id,
             node_timeout=config.node_timeout,
             worker=worker is not None,
+            listener=listener,
         )
     finally:
         if functions is not None:
@@ -349,11 +354,13 @@ def _serve_until_stopped(
     node_id: str | None,
     node_timeout: float,
     worker: bool,
+    listener: socket.socket | None,
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then close every connection and stop.
 
-    A `worker` shares its port with the other workers and also stops when its stdin
-    reaches end of file: its supervisor is gone, even one killed with SIGKILL.
+    A `worker` accepts from `listener`, shared with the other workers, and also stops
+    when its stdin reaches end of file: its supervisor is gone, even one killed with
+    SIGKILL.
     """
 
     async def main() -> None:
@@ -385,7 +392,7 @@ def _serve_until_stopped(
             peers=peers,
             node_id=node_id,
             node_timeout=node_timeout,
-            reuse_port=worker,
+            sock=listener,
         ) as server:
             _tune_gc()
             on_ready(server)

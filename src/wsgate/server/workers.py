@@ -1,7 +1,9 @@
 """`wsgate serve --workers N`: one gateway process per core, on one port.
 
 The supervisor (this module) starts N gateway processes (`main`, given the `ServeConfig`)
-that listen on the same port with SO_REUSEPORT, so the kernel spreads new connections over
+that share one listening socket: the supervisor binds and listens on the port (without
+SO_REUSEPORT, so the gateway owns it: another process cannot bind it too) and each worker
+inherits the socket, and accepts from it, so the kernel spreads new connections over
 them. Each worker keeps its part of the table in its own store (`wsgate.db` becomes
 `wsgate.worker0.db`, ...) and reaches the others through `server/peers.py`; with a Redis
 store each worker is a gateway node of its own (`server/redis_bus.py`). The supervisor
@@ -51,15 +53,15 @@ def worker_store(url: str, worker: int) -> str:
     )
 
 
-def _reserve_port(host: str, port: int) -> socket.socket:
-    """A socket bound (SO_REUSEPORT, not listening) to `port`, or to a free one if 0: it
-    keeps the number for the workers, which bind it too."""
+def _listen(host: str, port: int) -> socket.socket:
+    """The workers' one listening socket on `port` (a free one if 0). SO_REUSEADDR (a
+    restart need not wait for TIME_WAIT) but never SO_REUSEPORT: nobody else may bind it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(socket.SOMAXCONN)
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -72,8 +74,8 @@ def supervise(config: ServeConfig) -> int:
     if not 2 <= count <= MAX_WORKERS:
         raise ConfigError(f"--workers takes 2 to {MAX_WORKERS} (1 is the default, no workers)")
     stores = [worker_store(config.store, worker) for worker in range(count)]
-    reserved = _reserve_port(config.host, config.port)
-    bound = reserved.getsockname()[1]
+    listener = _listen(config.host, config.port)
+    bound = listener.getsockname()[1]
     stopping = False
     processes: list[subprocess.Popen[bytes]] = []
 
@@ -84,7 +86,7 @@ def supervise(config: ServeConfig) -> int:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM)
 
-    with tempfile.TemporaryDirectory(prefix="wsgate-workers-") as directory, reserved:
+    with tempfile.TemporaryDirectory(prefix="wsgate-workers-") as directory, listener:
         stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         previous = {sig: signal.signal(sig, stop) for sig in stop_signals}
         try:
@@ -97,10 +99,13 @@ def supervise(config: ServeConfig) -> int:
                     own.to_json(),
                     f"{worker}/{count}",
                     directory,
+                    str(listener.fileno()),
                 ]
                 # The worker's stdin is a pipe nobody writes: when this process is gone, for
                 # whatever reason, the worker reads end-of-file and stops.
-                processes.append(subprocess.Popen(command, stdin=subprocess.PIPE))
+                processes.append(
+                    subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=[listener.fileno()])
+                )
             return _wait(processes, lambda: stopping)
         finally:
             stop(signal.SIGTERM, None)
@@ -130,20 +135,28 @@ def _wait(processes: list[subprocess.Popen[bytes]], stopping: Callable[[], bool]
 
 
 def main(argv: list[str]) -> int:
-    """A worker: `python -m wsgate.server.workers CONFIG_JSON K/N DIRECTORY`."""
-    config_json, spec, directory = argv
+    """A worker: `python -m wsgate.server.workers CONFIG_JSON K/N DIRECTORY FD`, FD the
+    listening socket its supervisor passed down."""
+    config_json, spec, directory, fd = argv
     index, _, count = spec.partition("/")
     worker = (int(index), int(count))
     config = ServeConfig.from_json(config_json)
+    listener = socket.socket(fileno=int(fd))
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
         if config.store.startswith(NODE_STORES):  # each worker a node; Redis links them
             node_id = config.node_id or f"{socket.gethostname().split('.')[0]}-{os.getppid()}"
-            run_node(dataclasses.replace(config, node_id=f"{node_id}-{index}"), worker=worker)
+            run_node(
+                dataclasses.replace(config, node_id=f"{node_id}-{index}"),
+                worker=worker,
+                listener=listener,
+            )
         else:
-            run_node(config, worker=worker, peers=Peers(*worker, Path(directory)))
+            run_node(
+                config, worker=worker, peers=Peers(*worker, Path(directory)), listener=listener
+            )
     except WsgateError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
