@@ -96,6 +96,11 @@ class Gateway:
         self._binding: connection_api.Binding | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._touching: asyncio.Task[None] | None = None
+        #: Connections gone whose record the store failed to remove (a full disk, a store
+        #: down): the sweeper tries again each sweep, so they are not listed for ever.
+        self._unremoved: set[str] = set()
+        self._removing: asyncio.Task[None] | None = None
+        self._touch_failing = False
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -141,6 +146,8 @@ class Gateway:
         if pending:
             await asyncio.wait(pending, timeout=1)
         await self.delivery.stop()
+        if self._unremoved:
+            await self._remove_again()
         await self.store.close()
         self.invoker.shutdown()
         if connection_api._fallback is self._binding:
@@ -169,6 +176,8 @@ class Gateway:
                 close = self.limits.expired(now, conn.connected_mono, conn.last_active_mono)
                 if close is not None:
                     conn.start_close(close)
+        if self._unremoved and (self._removing is None or self._removing.done()):
+            self._removing = asyncio.create_task(self._remove_again())
         if activity and (self._touching is None or self._touching.done()):
             # In the background: a slow store (DynamoDB, thousands of rows) must not delay
             # the next sweep's timeouts. Activity not written yet goes in the next batch.
@@ -182,8 +191,22 @@ class Gateway:
     async def _touch(self, activity: dict[str, int]) -> None:
         try:
             await self.store.touch(activity)
-        except Exception:
-            log.exception("writing lastActiveAt failed; retrying with the next batch")
+        except Exception as exc:
+            if not self._touch_failing:  # once, not every sweep while the store is down
+                log.warning("writing lastActiveAt failed (%s); retrying with each batch", exc)
+            self._touch_failing = True
+        else:
+            self._touch_failing = False
+
+    async def _remove_again(self) -> None:
+        """Remove the records the store could not remove when their connections left."""
+        for connection_id in list(self._unremoved):
+            try:
+                await self.store.remove_connection(connection_id)
+            except Exception:
+                return  # still failing: the next sweep tries again
+            self._unremoved.discard(connection_id)
+        log.info("the store removed the records of the connections that left meanwhile")
 
     # -- messages ------------------------------------------------------------------------
 
@@ -257,7 +280,18 @@ class Gateway:
         task.add_done_callback(self.connection_tasks.discard)
 
     async def _forget(self, info: ConnectionContext, close: Close) -> None:
-        await self.store.remove_connection(info.connection_id)
+        try:
+            await self.store.remove_connection(info.connection_id)
+        except Exception as exc:
+            # The user's $disconnect runs whatever the store says; the record goes later.
+            if not self._unremoved:
+                log.warning(
+                    "removing connection %s from the store failed (%s); retrying each "
+                    "sweep for it and any other that fails meanwhile",
+                    info.connection_id,
+                    exc,
+                )
+            self._unremoved.add(info.connection_id)
         route = self.app.routes.get(DISCONNECT)
         if route is None:
             return
