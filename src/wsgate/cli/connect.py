@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Awaitable
@@ -45,19 +47,37 @@ class ConnectError(click.ClickException):
 @click.command(epilog=COMMANDS_HELP)
 @click.argument("url")
 @click.option(
-    "-x", "--execute", "messages", multiple=True, help="Send MSG, wait, exit (repeatable)."
+    "-x",
+    "--execute",
+    "messages",
+    metavar="MSG",
+    multiple=True,
+    help="Send MSG, wait, exit (repeatable).",
 )
 @click.option(
     "-w",
     "--wait",
     default=2.0,
+    metavar="SECONDS",
     show_default=True,
     help="After -x or the end of piped stdin: seconds to wait for replies.",
 )
 @click.option(
-    "-H", "--header", "headers", multiple=True, help="Extra handshake header 'Name: value'."
+    "-H",
+    "--header",
+    "headers",
+    metavar="'NAME: VALUE'",
+    multiple=True,
+    help="Extra handshake header.",
 )
-@click.option("-s", "--subprotocol", "subprotocols", multiple=True, help="Offer a subprotocol.")
+@click.option(
+    "-s",
+    "--subprotocol",
+    "subprotocols",
+    metavar="NAME",
+    multiple=True,
+    help="Offer a subprotocol.",
+)
 def connect(
     url: str,
     messages: tuple[str, ...],
@@ -88,6 +108,9 @@ def connect(
         code = asyncio.run(_session(target, Console.for_stdout(), messages, wait))
     except KeyboardInterrupt:  # Ctrl-C where the loop cannot catch it (Windows)
         code = INTERRUPTED
+    except BrokenPipeError:  # stdout was closed (`| head -1`): stop without a traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     sys.exit(code)
 
 
@@ -98,6 +121,8 @@ def with_scheme(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Target:
+    """Where to connect and what the handshake carries."""
+
     url: str
     headers: dict[str, str]
     subprotocols: tuple[str, ...]
@@ -146,6 +171,8 @@ async def _session(target: Target, console: Console, messages: tuple[str, ...], 
             receiving.cancel()
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+        if receiving.done() and not receiving.cancelled():
+            receiving.result()  # printing failed (stdout closed?): that is no close
         verb = "closed" if ending.by_us else "disconnected"
         console.status(f"{verb}: {describe_close(ending.code, ending.reason)}")
         return ending.exit_status()
@@ -223,9 +250,7 @@ async def _receive(ws: aiohttp.ClientWebSocketResponse, console: Console, ending
     """
     while True:
         msg = await ws.receive()
-        if msg.type is aiohttp.WSMsgType.TEXT:
-            console.received(msg.data)
-        elif msg.type is aiohttp.WSMsgType.BINARY:
+        if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
             console.received(msg.data)
         elif msg.type is aiohttp.WSMsgType.PING:
             await ws.pong(msg.data)
@@ -267,6 +292,8 @@ async def _refuse_unless_upgraded(response: aiohttp.ClientResponse) -> None:
 
 async def _open(http: aiohttp.ClientSession, target: Target) -> aiohttp.ClientWebSocketResponse:
     url = target.url
+    if url.split("://", 1)[0].lower() not in ("ws", "wss", "http", "https"):
+        raise ConnectError(f"{url} is not a WebSocket URL: use ws:// or wss://")
     try:
         return await http.ws_connect(
             url,
@@ -281,10 +308,8 @@ async def _open(http: aiohttp.ClientSession, target: Target) -> aiohttp.ClientWe
         raise ConnectError(
             f"{url} answered 101 but not as a WebSocket server: {exc.message}"
         ) from None
-    except aiohttp.NonHttpUrlClientError:
-        raise ConnectError(f"{url} is not a WebSocket URL: use ws:// or wss://") from None
-    except aiohttp.InvalidURL as exc:
-        raise ConnectError(f"{url} is not a valid URL: {exc}") from None
+    except (aiohttp.InvalidURL, ValueError):
+        raise ConnectError(f"{url} is not a valid URL") from None
     except aiohttp.ClientConnectorCertificateError as exc:
         raise ConnectError(
             f"cannot connect to {url}: the server's TLS certificate is not trusted "
@@ -303,7 +328,7 @@ def _connect_problem(url: str, exc: aiohttp.ClientConnectorError) -> str:
     error = exc.os_error
     if isinstance(error, ConnectionRefusedError):
         return "connection refused — is `wsgate serve` running on that port?"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+    if isinstance(error, socket.gaierror):
         return f"cannot resolve {exc.host}: is the host name right?"
     return _tls_hint(url, error) or error.strerror or str(error) or type(error).__name__
 
@@ -324,7 +349,6 @@ REFUSAL_HINTS = {
     "URL's query string",
     403: "wrong stage in the URL? (`wsgate serve` answers /STAGE: /dev unless --stage says "
     "otherwise), or $connect refused",
-    426: "the server wants a WebSocket upgrade it did not get",
     502: "$connect failed or returned something that is not a response: see the server's log",
     504: "$connect took too long: see the server's log",
 }
