@@ -204,8 +204,8 @@ class Delivery:
 
     async def _info_here(self, connection_id: str) -> ConnectionInfo | None:
         conn = self.live.get(connection_id)
-        if conn is None:
-            return None
+        if conn is None or not conn.is_open:
+            return None  # closing (DeleteConnection returned, say) is gone, as for `send`
         info = conn.info
         return ConnectionInfo(
             connection_id=connection_id,
