@@ -79,3 +79,6 @@ INTERNAL_ERROR = Close(CloseCode.INTERNAL_ERROR, "Internal server error")
 SHUTDOWN = Close(CloseCode.GOING_AWAY, "Going away")
 #: A client that vanished without a close frame: RFC 6455's 1006 (AWS's value is unknown).
 ABNORMAL_CLOSURE = Close(CloseCode.ABNORMAL, "")
+#: A connection the store lost (its node was judged dead while cut off, or Redis restarted
+#: empty): closed so the client reconnects and is recorded again. wsgate's choice.
+RECORD_LOST = Close(CloseCode.GOING_AWAY, "Going away")

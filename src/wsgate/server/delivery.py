@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any, Protocol
 
 from wsgate.connection_api import ConnectionInfo, Data
-from wsgate.core.close import CLOSED_BY_MANAGEMENT_API
+from wsgate.core.close import CLOSED_BY_MANAGEMENT_API, RECORD_LOST
 from wsgate.core.limits import Limits
 from wsgate.core.responses import outbound_frame
 from wsgate.exceptions import GoneError, PayloadTooLargeError, WsgateError
@@ -98,6 +98,7 @@ class Delivery:
             "info": self._info_here,
             "disconnect": self._disconnect_here,
             "ids": store.connection_ids,
+            "close_unrecorded": self._close_unrecorded,
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         #: What every successful `send` returns: a future already done (awaiting it is
@@ -221,6 +222,20 @@ class Delivery:
     async def disconnect(self, connection_id: str) -> None:
         if not await self._on_owner("disconnect", connection_id):
             raise GoneError(connection_id)
+
+    async def _close_unrecorded(self) -> int:
+        """Close (1001) this node's connections the store no longer holds: purged while the
+        node was cut off, or lost with a Redis restart. Unreachable from other nodes, they
+        would linger; closed, their clients reconnect and are recorded again."""
+        candidates = list(self.live)  # each recorded before it went live: read them first
+        recorded = set(await self.store.connection_ids())
+        closed = 0
+        for connection_id in candidates:
+            conn = self.live.get(connection_id)
+            if conn is not None and connection_id not in recorded and conn.is_open:
+                conn.start_close(RECORD_LOST)
+                closed += 1
+        return closed
 
     async def _disconnect_here(self, connection_id: str) -> bool:
         conn = self.live.get(connection_id)

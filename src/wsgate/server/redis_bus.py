@@ -88,8 +88,12 @@ class RedisBus:
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = asyncio.Event()
-        #: The last request published, or being published: the next waits for it.
-        self._last_request: asyncio.Future[None] | None = None
+        #: Per node, the last request published to it, or being published: the next to
+        #: the same node waits for it (requests to one node arrive in the order made).
+        self._last_request: dict[str, asyncio.Future[None]] = {}
+        #: Requests from other nodes, served in arrival order by their own task, so this
+        #: node's listener settles answers to its own calls without waiting behind them.
+        self._requests: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         #: No purging of dead nodes before this (loop time): see the module's docstring.
         self._judge_from = 0.0
 
@@ -104,6 +108,7 @@ class RedisBus:
         await self._beat()
         self._tasks = [
             asyncio.create_task(self._listen(), name="wsgate-bus-listen"),
+            asyncio.create_task(self._serve(), name="wsgate-bus-serve"),
             asyncio.create_task(self._keep_alive(), name="wsgate-bus-heartbeat"),
         ]
         try:
@@ -149,12 +154,20 @@ class RedisBus:
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = waiter
         message = {"id": request_id, "op": operation, "args": args, "from": self.node}
-        # In order: before the first await, take a place after the request published last.
-        previous, published = self._last_request, waiter.get_loop().create_future()
-        self._last_request = published
+        # In order: before the first await, take a place after the request to the same
+        # node published last; wait for it no longer than a call may take.
+        target = str(node)
+        previous = self._last_request.get(target)
+        published = self._last_request[target] = waiter.get_loop().create_future()
         try:
             if previous is not None and not previous.done():
-                await asyncio.shield(previous)
+                try:
+                    await asyncio.wait_for(asyncio.shield(previous), self.call_timeout)
+                except TimeoutError:
+                    raise NodeUnreachable(
+                        f"node {node}: earlier requests still not sent after "
+                        f"{self.call_timeout:g} s (is Redis slow?)"
+                    ) from None
             client = self.store.redis_client()
             try:
                 async with self.store.errors():
@@ -173,6 +186,8 @@ class RedisBus:
             self._waiting.pop(request_id, None)
             if not published.done():  # cancelled while waiting for its turn
                 published.set_result(None)
+            if self._last_request.get(target) is published:
+                del self._last_request[target]  # nothing after it: no entry per node kept
 
     # -- listening ---------------------------------------------------------------------
 
@@ -212,7 +227,8 @@ class RedisBus:
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _receive(self, data: str | bytes) -> None:
-        """One message: an answer to this node's call, or a request to run, in order."""
+        """One message: an answer to this node's call (settled now), or a request (queued
+        for `_serve`, which runs them in arrival order)."""
         try:
             message = _decode(data)
         except ValueError:
@@ -226,6 +242,18 @@ class RedisBus:
                 else:
                     waiter.set_exception(NodeFailed(str(message.get("error"))))
             return
+        self._requests.put_nowait(message)
+
+    async def _serve(self) -> None:
+        """Run the other nodes' requests one after another, in the order they arrived."""
+        while True:
+            message = await self._requests.get()
+            try:
+                await self._answer(message)
+            except Exception:  # answering must go on whatever one request did
+                log.exception("node %s: a request from another node failed", self.node)
+
+    async def _answer(self, message: dict[str, Any]) -> None:
         request_id = message["id"]
         try:
             operation = self._operations[message["op"]]
@@ -252,9 +280,7 @@ class RedisBus:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._beat()
-                if asyncio.get_running_loop().time() >= self._judge_from:
-                    await self._purge_dead()
+                gap = await self._beat()
                 if failing:
                     log.warning("node %s: heartbeat written again", self.node)
                     failing = False
@@ -262,11 +288,35 @@ class RedisBus:
                 if not failing:
                     log.error("node %s: cannot write its heartbeat: %s", self.node, exc)
                     failing = True
+                continue
+            try:
+                if gap:  # the others may have judged this node dead and dropped its records
+                    await self._close_unrecorded()
+                if asyncio.get_running_loop().time() >= self._judge_from:
+                    await self._purge_dead()
+            except Exception as exc:
+                log.error("node %s: checking the other nodes failed: %s", self.node, exc)
 
-    async def _beat(self) -> None:
-        """Write the heartbeat; after a gap in it, hold off judging others (module doc)."""
-        if not await self.store.heartbeat(self.node, self.node_timeout):
-            self._judge_from = asyncio.get_running_loop().time() + self.node_timeout
+    async def _beat(self) -> bool:
+        """Write the heartbeat; whether there was a gap in it (it had expired). After a
+        gap, hold off judging others (module doc)."""
+        if await self.store.heartbeat(self.node, self.node_timeout):
+            return False
+        self._judge_from = asyncio.get_running_loop().time() + self.node_timeout
+        return True
+
+    async def _close_unrecorded(self) -> None:
+        """After a gap in this node's heartbeat (its loop stalled, or Redis was lost or
+        restarted), the table may no longer hold some of its connections: nobody could
+        reach them. They are closed with 1001, so their clients reconnect and are
+        recorded again; `$disconnect` runs once for each, as for any close."""
+        closed = await self._operations["close_unrecorded"]()
+        if closed:
+            log.warning(
+                "node %s: closed %d connections the store had lost (1001), so they reconnect",
+                self.node,
+                closed,
+            )
 
     async def _purge_dead(self) -> None:
         # Holders first, then the living: a node that starts between the two reads (its
@@ -285,23 +335,28 @@ class RedisBus:
                     )
 
 
+#: Markers of bytes and ConnectionInfo in a message: keys no JSON a user sends carries (a
+#: NUL), so an authorizer context with a "$bytes" key stays a dict.
+_BYTES, _INFO = "\u0000bytes", "\u0000info"
+
+
 def _encode(message: dict[str, Any]) -> str:
     return json.dumps(message, default=_to_json, separators=(",", ":"))
 
 
 def _to_json(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
-        return {"$bytes": base64.b64encode(value).decode("ascii")}
+        return {_BYTES: base64.b64encode(value).decode("ascii")}
     if isinstance(value, ConnectionInfo):
-        return {"$info": dataclasses.asdict(value)}
+        return {_INFO: dataclasses.asdict(value)}
     raise TypeError(f"cannot send {type(value).__name__} to another node")
 
 
 def _from_json(value: dict[str, Any]) -> Any:
-    if "$bytes" in value:
-        return base64.b64decode(value["$bytes"])
-    if "$info" in value:
-        fields = value["$info"]
+    if _BYTES in value:
+        return base64.b64decode(value[_BYTES])
+    if _INFO in value:
+        fields = value[_INFO]
         return ConnectionInfo(**{**fields, "topics": tuple(fields["topics"])})
     return value
 
