@@ -445,3 +445,21 @@ def test_a_big_broadcast_arrives_intact_everywhere() -> None:
         first.send(iter([body[i : i + 25_000] for i in range(0, len(body), 25_000)]))
         for ws in (first, second, third):
             assert recv(ws) == body
+
+
+def test_a_tls_client_on_the_plain_port_is_closed_at_once() -> None:
+    """wss:// (or https://) to this plain-text port: the TLS handshake fails at once, not
+    after the 10 s request-head timeout, so `wsgate connect` and browsers say so quickly."""
+    import socket
+    import ssl
+    import time
+
+    with run_gateway(App()) as server:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                context.wrap_socket(raw, server_hostname="localhost")
+        assert time.monotonic() - started < 2

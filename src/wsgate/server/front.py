@@ -32,6 +32,9 @@ from wsgate.server.transport import hand_over, refuse
 
 log = logging.getLogger("wsgate.server")
 
+#: The first byte of a TLS ClientHello (a handshake record), never of an HTTP request.
+TLS_HANDSHAKE = b"\x16"
+
 #: How long a client may take to send its request head.
 HEAD_TIMEOUT = 10.0
 
@@ -119,6 +122,12 @@ class FrontDoor(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         transport = self._transport
         assert transport is not None
+        if not self._buffer and data[:1] == TLS_HANDSHAKE:
+            # A TLS client (wss:// or https:// to this plain port) cannot read an HTTP
+            # answer: closing at once tells it now instead of after the head timeout.
+            self._head_finished()
+            transport.abort()
+            return
         self._buffer += data
         length = head_length(self._buffer)
         if length < 0 and len(self._buffer) <= MAX_HEAD_BYTES:
