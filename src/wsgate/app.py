@@ -35,6 +35,7 @@ from wsgate.exceptions import ConfigError
 Handler = Callable[[Any, Any], Any] | Callable[[Any, Any], Awaitable[Any]]
 H = TypeVar("H", bound=Handler)
 BinaryMode = Literal["reject", "base64"]
+Authorization = Literal["NONE", "AWS_IAM"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,11 @@ class App:
             API Gateway does; `"base64"` accepts it and hands it to `$default` with the
             bytes base64-encoded in `body` and `isBase64Encoded: true`.
         name: shown in logs and used as the Lambda function name locally.
+        authorization: `"AWS_IAM"` accepts only clients whose upgrade request is
+            SigV4-signed (service `execute-api`) by one of the gateway's access keys, as
+            API Gateway's `AWS_IAM` authorization of `$connect` (docs/compatibility.md
+            §7.7); `"NONE"` (the default) accepts everyone. A Lambda authorizer
+            (`@app.authorizer`) is the other way, and excludes this one.
     """
 
     def __init__(
@@ -119,9 +125,13 @@ class App:
         routes: Mapping[str, Handler | str] | None = None,
         binary: BinaryMode = "reject",
         name: str = "wsgate-app",
+        authorization: Authorization = "NONE",
     ) -> None:
         if binary not in ("reject", "base64"):
             raise ConfigError(f"binary must be 'reject' or 'base64', got {binary!r}")
+        if authorization not in ("NONE", "AWS_IAM"):
+            raise ConfigError(f"authorization must be 'NONE' or 'AWS_IAM', got {authorization!r}")
+        self.authorization: Authorization = authorization
         self.selector = RouteSelector(route_selection)
         self.binary: BinaryMode = binary
         self.name = name
@@ -160,6 +170,8 @@ class App:
             raise ConfigError(
                 f"$connect already has the authorizer {self.connect_authorizer.route.name}"
             )
+        if self.authorization == "AWS_IAM":
+            raise ConfigError("$connect is authorized by AWS_IAM: it cannot have an authorizer too")
         if isinstance(identity_sources, str):
             raise ConfigError("identity_sources must be a list of strings, not one string")
         sources = tuple(IdentitySource.parse(source) for source in identity_sources)

@@ -32,6 +32,9 @@ class ConnectionContext:
     stage: str
     api_id: str
     authorizer: dict[str, Any] | None = None
+    #: The IAM fields API Gateway adds to `identity` for a SigV4-signed `$connect`
+    #: (`accessKey`, `caller`, `user`, `userArn`, ...), or None.
+    caller: Mapping[str, str] | None = None
     _identity: dict[str, str] = field(init=False, repr=False)
     _template: dict[str, Any] = field(init=False, repr=False)
 
@@ -39,6 +42,8 @@ class ConnectionContext:
         identity = {"sourceIp": self.source_ip}
         if self.user_agent is not None:
             identity = {"userAgent": self.user_agent, "sourceIp": self.source_ip}
+        if self.caller:
+            identity = dict(sorted({**identity, **self.caller}.items()))
         self._identity = identity
         # The keys in AWS's order; the per-event values are filled in by request_context.
         self._template = {

@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
+
+from wsgate.exceptions import ConfigError
 
 #: Longest request head accepted (request line and headers); API Gateway's quotas
 #: allow 10 KB of headers, aiohttp and picows 8-16 KB.
@@ -119,6 +121,25 @@ def check_upgrade(head: RequestHead) -> None:
     length = head.header("Content-Length")
     if head.header("Transfer-Encoding") is not None or length not in (None, "0"):
         raise HandshakeError(400, "Bad Request: an upgrade request has no body")
+
+
+def allowed_origin(entry: str) -> str:
+    """An `--allowed-origin` entry in the form browsers send `Origin`: `scheme://host[:port]`,
+    lower-cased. Raises ConfigError for anything else (a path, no scheme)."""
+    origin = entry.strip().rstrip("/").lower()
+    parts = urlsplit(origin)
+    if not parts.scheme or not parts.netloc or parts.path or parts.query or parts.fragment:
+        raise ConfigError(f"bad allowed origin {entry!r}: expected scheme://host[:port]")
+    return origin
+
+
+def origin_allowed(head: RequestHead, allowed: frozenset[str]) -> bool:
+    """Whether a handshake may go on as far as `Origin` goes (docs/compatibility.md §7):
+    no allowlist, or no `Origin` header (not a browser), or an `Origin` in the list."""
+    if not allowed:
+        return True
+    origin = head.header("Origin")
+    return origin is None or origin.strip().rstrip("/").lower() in allowed
 
 
 def canonical_upgrade(head: RequestHead) -> bytes:

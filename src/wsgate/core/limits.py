@@ -6,11 +6,13 @@ do (a close code and reason), never raise deep inside I/O.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
 from wsgate.core.close import DURATION_LIMIT, IDLE_TIMEOUT, Close
+from wsgate.core.quotas import TokenBucket
 
 Key = TypeVar("Key", bound=Hashable)
 
@@ -56,6 +58,20 @@ class Limits:
       together may hold in messages whose final frame has not come: 64 MiB (512 clients
       halfway through a 128 KB message). The frame that would pass it closes its
       connection with 1008 (`UNFINISHED_MESSAGES_FULL`).
+
+    Throttling (docs/compatibility.md §8), off unless set. API Gateway's own limits are
+    per account and region, shared by every API (500 new connections a second; 10,000
+    requests a second with a burst of 5,000): set them to see locally what a busy
+    account would refuse. Each rate is a token bucket; its burst defaults to one
+    second's worth (at least 1).
+
+    - `connect_rate` / `connect_burst`: new connections a second, for this gateway;
+      beyond it the handshake is answered 429.
+    - `message_rate` / `message_burst`: inbound messages a second, for each connection;
+      beyond it the message gets a `Too Many Requests` error frame instead of a handler,
+      and the connection stays open.
+    - `max_connections`: not an AWS quota (API Gateway has none). Open connections on
+      this gateway; beyond it the handshake is answered 429.
     """
 
     max_message_bytes: int = 128 * 1024
@@ -69,6 +85,11 @@ class Limits:
     max_total_send_buffer_bytes: int = 256 * 1024 * 1024
     max_message_fragments: int = 1024
     max_total_unfinished_message_bytes: int = 64 * 1024 * 1024
+    connect_rate: float | None = None
+    connect_burst: int | None = None
+    message_rate: float | None = None
+    message_burst: int | None = None
+    max_connections: int | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -89,6 +110,22 @@ class Limits:
         for name in ("idle_timeout", "max_connection_duration", "handler_timeout", "max_send_wait"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("connect_rate", "message_rate"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive (or None: no limit), got {value}")
+        for name in ("connect_burst", "message_burst", "max_connections"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or None), got {value}")
+
+    def connect_bucket(self, now: float) -> TokenBucket | None:
+        """The gateway's bucket of new connections, or None when they are not throttled."""
+        return _bucket(self.connect_rate, self.connect_burst, now)
+
+    def message_bucket(self, now: float) -> TokenBucket | None:
+        """A connection's bucket of inbound messages, or None when they are not throttled."""
+        return _bucket(self.message_rate, self.message_burst, now)
 
     def expired(self, now: float, connected_at: float, last_active_at: float) -> Close | None:
         """The close to apply to a connection at `now` (seconds), or None if it may live on."""
@@ -106,6 +143,12 @@ class Limits:
         """
         shortest = min(self.idle_timeout, self.max_connection_duration, self.handler_timeout)
         return max(0.05, min(1.0, shortest / 10))
+
+
+def _bucket(rate: float | None, burst: int | None, now: float) -> TokenBucket | None:
+    if rate is None:
+        return None
+    return TokenBucket(rate, burst if burst is not None else max(1, math.ceil(rate)), now)
 
 
 def largest_first(sizes: Mapping[Key, int], budget: int) -> list[Key]:

@@ -21,6 +21,9 @@ from wsgate.exceptions import PayloadTooLargeError
 FORBIDDEN = "Forbidden"
 INTERNAL_SERVER_ERROR = "Internal server error"
 ENDPOINT_TIMED_OUT = "Endpoint request timed out"
+#: A message over the connection's rate (`Limits.message_rate`): AWS's text is not
+#: documented; this is HTTP's 429 phrase, in the same frame.
+TOO_MANY_REQUESTS = "Too Many Requests"
 
 #: The most a two-way route sends back unless told otherwise: API Gateway's message quota.
 DEFAULT_REPLY_LIMIT = Limits().max_message_bytes

@@ -73,6 +73,7 @@ class LiveConnection(WSListener):
         "last_active_mono",
         "limit",
         "limits",
+        "message_bucket",
         "paused",
         "peer_close",
         "touched",
@@ -87,6 +88,8 @@ class LiveConnection(WSListener):
         self.transport: WSTransport | None = None
         self.connected_mono = time.monotonic()
         self.last_active_mono = self.connected_mono
+        #: Inbound messages a second (`Limits.message_rate`), or None: not throttled.
+        self.message_bucket = limits.message_bucket(self.connected_mono)
         #: Active since the sweeper last wrote lastActiveAt to the store.
         self.touched = False
         #: The close the gateway started, if any (idle, duration, DeleteConnection, ...).

@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
 from wsgate import connection_api
@@ -32,10 +32,12 @@ from wsgate.core import ids
 from wsgate.core.close import SHUTDOWN, Close
 from wsgate.core.events import ConnectionContext, disconnect_event, message_event
 from wsgate.core.limits import Limits
+from wsgate.core.quotas import RefusalLog
 from wsgate.core.responses import (
     ENDPOINT_TIMED_OUT,
     FORBIDDEN,
     INTERNAL_SERVER_ERROR,
+    TOO_MANY_REQUESTS,
     error_frame,
     route_reply,
 )
@@ -45,6 +47,7 @@ from wsgate.server.connection import CLOSE_TIMEOUT, GatewayBuffers, LiveConnecti
 from wsgate.server.delivery import Delivery, OtherNodes
 from wsgate.server.front import OpenConnection
 from wsgate.server.invoker import HandlerFailed, HandlerTimedOut, Invoker, handler_log
+from wsgate.server.signatures import AccessKeys
 from wsgate.store.base import Store
 
 log = logging.getLogger("wsgate.gateway")
@@ -70,6 +73,8 @@ class Gateway:
         handler_threads: int = 64,
         node: str | None = None,
         others: OtherNodes | None = None,
+        allowed_origins: Iterable[str] = (),
+        access_keys: AccessKeys | None = None,
     ) -> None:
         self.app = app
         self.store = store
@@ -85,6 +90,11 @@ class Gateway:
         self.live: dict[str, LiveConnection] = {}
         #: Bytes waiting in this gateway's connections, against its gateway-wide budgets.
         self.buffers = GatewayBuffers(self.limits)
+        #: Who may start a handshake: quotas, Origin allowlist, `AWS_IAM` signatures.
+        self.admission = upgrade.Admission(
+            self.limits, allowed_origins=allowed_origins, access_keys=access_keys
+        )
+        self._throttled_messages = RefusalLog()
         self.invoker = Invoker(app.name, self.limits.handler_timeout, handler_threads)
         self.delivery = Delivery(self.live, store, self.limits, node=self.node, others=others)
         #: Tasks that open or close connections (`$connect`, `$disconnect`); stop() awaits them.
@@ -214,13 +224,31 @@ class Gateway:
         """Route a complete message and start its handler (the connection calls this)."""
         if conn.close is not None:
             return  # closing: API Gateway drops what arrives after its close frame
-        conn.last_active_mono = time.monotonic()
+        now = conn.last_active_mono = time.monotonic()
         conn.touched = True
+        bucket = conn.message_bucket
+        if bucket is not None and not bucket.take(now):
+            self._throttle(conn, now)
+            return
         parsed = NOT_JSON if is_base64 else parse_body(body)
         route_key = self.app.selector.select(parsed, self.app.routes)
         conn.message_started()
         assert self._loop is not None
         _start_task(self._loop, self._handle_message(conn, route_key, body, parsed, is_base64))
+
+    def _throttle(self, conn: LiveConnection, now: float) -> None:
+        """Over `Limits.message_rate`: the error frame instead of a handler; the
+        connection stays open (docs/compatibility.md §8.2)."""
+        info = conn.info
+        conn.reply(error_frame(TOO_MANY_REQUESTS, info.connection_id, self.new_id()))
+        count = self._throttled_messages.count(now)
+        if count is not None:
+            log.warning(
+                "over %s messages a second on %s: %d messages got Too Many Requests",
+                self.limits.message_rate,
+                info.connection_id,
+                count,
+            )
 
     async def _handle_message(
         self, conn: LiveConnection, route_key: str | None, body: str, parsed: Any, is_base64: bool

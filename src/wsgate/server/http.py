@@ -3,7 +3,8 @@
     GET  /{stage}, /{stage}/, /      WebSocket upgrade (served by the gateway through
                                      `server/front.py`; a plain GET: 426 Upgrade Required)
     *    [/{stage}]/@connections/... management API (loopback callers only, by default;
-                                     expected `Host` headers only, always: AllowedHosts)
+                                     expected `Host` headers only, always: AllowedHosts;
+                                     SigV4-signed by a known key, with access keys)
     anything else                    403 {"message": "Forbidden"}, as API Gateway answers
 
 `/` is a local convenience (`wsgate connect ws://127.0.0.1:8080`); on AWS the stage is
@@ -25,19 +26,43 @@ from wsgate.server.gateway import Gateway
 from wsgate.server.management import (
     AllowedHosts,
     ManagementAPI,
+    ManagementResponse,
     forbidden,
     parse_path,
     payload_too_large,
 )
+from wsgate.server.signatures import AccessKeys, SignatureRefused, verify
 
 
 def _is_loopback(remote: str | None) -> bool:
+    """Whether the socket's peer is this machine: `remote` is the address aiohttp took
+    from the transport, never from a header a client can write (`X-Forwarded-For`)."""
     if not remote:
         return False
     try:
         return ipaddress.ip_address(remote).is_loopback
     except ValueError:
         return False
+
+
+def _signature_refusal(
+    keys: AccessKeys | None, request: web.Request, body: bytes
+) -> ManagementResponse | None:
+    """With access keys: the 403 for a call not signed by one of them, else None."""
+    if keys is None:
+        return None
+    try:
+        verify(
+            keys,
+            method=request.method,
+            path=request.rel_url.raw_path,
+            query_string=request.rel_url.raw_query_string,
+            headers=request.headers.items(),
+            body=body,
+        )
+    except SignatureRefused as refused:
+        return forbidden(refused.message)
+    return None
 
 
 def socket_paths(stage: str) -> frozenset[str]:
@@ -51,6 +76,7 @@ def http_runner(
     allow_remote_management: bool = False,
     allowed_hosts: Iterable[str] = (),
     bind_host: str | None = None,
+    access_keys: AccessKeys | None = None,
 ) -> web.AppRunner:
     """aiohttp serving every request that is not a WebSocket upgrade, on the sockets the
     front door hands over.
@@ -60,7 +86,9 @@ def http_runner(
     head, so a client sending one byte a second is cut off like an idle one.
 
     The management API answers a `Host` of loopback, of `bind_host` (the address the server
-    listens on) and of `allowed_hosts`, whoever the caller is; see `AllowedHosts`.
+    listens on) and of `allowed_hosts`, whoever the caller is; see `AllowedHosts`. With
+    `access_keys`, every call must also be SigV4-signed by one of them, as boto3 signs it
+    (403 `ForbiddenException` with API Gateway's message otherwise).
     """
     hosts = AllowedHosts(allowed_hosts, bind_host=bind_host)
     management = ManagementAPI(
@@ -92,7 +120,8 @@ def http_runner(
                 except web.HTTPRequestEntityTooLarge:
                     result = payload_too_large(None, gateway.limits.max_message_bytes)
                 else:
-                    result = await management.handle(request.method, path, body)
+                    refused = _signature_refusal(access_keys, request, body)
+                    result = refused or await management.handle(request.method, path, body)
             return web.Response(status=result.status, headers=result.headers, body=result.body)
         if request.path in paths and request.method == "GET":
             if "websocket" in request.headers.get(hdrs.UPGRADE, "").lower():

@@ -7,6 +7,10 @@ door paused reading; once `$connect` accepts, the connection is stored and picow
 the socket, answers 101 and calls the `LiveConnection` per frame. An app's Lambda
 authorizer runs first (docs/compatibility.md §7): a client it does not allow never
 reaches `$connect`, and what it returns rides on every event of the connection.
+
+Before any handler, `Admission` turns away what API Gateway turns away without one:
+over the connection quotas (429, docs/compatibility.md §8), a browser `Origin` not in the
+allowlist (403) and, with `AWS_IAM`, a request not SigV4-signed by a known key (403).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -34,11 +39,21 @@ from wsgate.core.authorizer import (
     simple_policy,
 )
 from wsgate.core.events import ConnectionContext, connect_event
-from wsgate.core.handshake import HandshakeError, RequestHead, canonical_upgrade, check_upgrade
+from wsgate.core.handshake import (
+    HandshakeError,
+    RequestHead,
+    allowed_origin,
+    canonical_upgrade,
+    check_upgrade,
+    origin_allowed,
+)
+from wsgate.core.limits import Limits
+from wsgate.core.quotas import RefusalLog
 from wsgate.core.responses import connect_decision
 from wsgate.core.routing import CONNECT
 from wsgate.server.connection import LiveConnection
 from wsgate.server.invoker import HandlerFailed, HandlerTimedOut, handler_log
+from wsgate.server.signatures import AccessKeys, SignatureRefused, Signer, verify
 from wsgate.server.transport import hand_over, refuse
 from wsgate.store.base import ConnectionRecord
 
@@ -66,7 +81,18 @@ async def open_connection(
     if gateway.stopping:
         _refuse(transport, 503, "Service Unavailable")
         return
-    info = _connection_context(gateway, head, transport)
+    admission = gateway.admission
+    status = admission.refusal(head, len(gateway.live), time.monotonic())
+    if status is not None:
+        _refuse(transport, status, _phrase(status))
+        return
+    signer = None
+    if gateway.app.authorization == "AWS_IAM":
+        signer = admission.signer(head)
+        if signer is None:
+            _refuse(transport, 403, "Forbidden")
+            return
+    info = _connection_context(gateway, head, transport, signer)
     subprotocol = None
     authorizer = gateway.app.connect_authorizer
     connect_route = gateway.app.routes.get(CONNECT)
@@ -129,8 +155,93 @@ async def open_connection(
         conn.on_ws_disconnected(None)
 
 
+class Admission:
+    """Who may start a handshake, decided before any handler runs.
+
+    `refusal`: the new-connection rate and the cap on open connections (429, as API
+    Gateway throttles), then the browser `Origin` allowlist (403; API Gateway checks no
+    Origin, so without a list every origin is let in). `signer`: with `AWS_IAM`, the key
+    that signed the upgrade request. Refusals are logged, at most a line per throttle
+    every few seconds, however many clients knock.
+    """
+
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        allowed_origins: Iterable[str] = (),
+        access_keys: AccessKeys | None = None,
+    ) -> None:
+        if isinstance(allowed_origins, str):
+            raise TypeError("allowed_origins must be a list of origins, not one string")
+        self.limits = limits
+        self.allowed_origins = frozenset(allowed_origin(entry) for entry in allowed_origins)
+        self.access_keys = access_keys
+        self.connect_bucket = limits.connect_bucket(time.monotonic())
+        self._rate_log = RefusalLog()
+        self._cap_log = RefusalLog()
+        self._origin_log = RefusalLog()
+        self._signature_log = RefusalLog()
+
+    def refusal(self, head: RequestHead, open_connections: int, now: float) -> int | None:
+        """The status to refuse the handshake with, or None to go on."""
+        bucket = self.connect_bucket
+        if bucket is not None and not bucket.take(now):
+            _log_refusals(
+                self._rate_log,
+                now,
+                "over %s new connections a second: %d handshakes got 429",
+                self.limits.connect_rate,
+            )
+            return 429
+        cap = self.limits.max_connections
+        if cap is not None and open_connections >= cap:
+            _log_refusals(
+                self._cap_log, now, "%s connections open (the most): %d handshakes got 429", cap
+            )
+            return 429
+        if not origin_allowed(head, self.allowed_origins):
+            _log_refusals(
+                self._origin_log,
+                now,
+                "Origin %r not allowed: %d handshakes got 403",
+                head.header("Origin"),
+            )
+            return 403
+        return None
+
+    def signer(self, head: RequestHead) -> Signer | None:
+        """Who SigV4-signed the upgrade request, or None if no known key did (403)."""
+        assert self.access_keys is not None, "serve() refuses AWS_IAM without access keys"
+        try:
+            return verify(
+                self.access_keys,
+                method=head.method,
+                path=head.path,
+                query_string=head.query_string,
+                headers=head.headers,
+            )
+        except SignatureRefused as refused:
+            _log_refusals(
+                self._signature_log,
+                time.monotonic(),
+                "AWS_IAM: %s: %d handshakes got 403",
+                refused.message,
+            )
+            return None
+
+
+def _log_refusals(refusals: RefusalLog, now: float, message: str, *args: object) -> None:
+    count = refusals.count(now)
+    if count is not None:
+        log.warning(message, *args, count)
+
+
 def _connection_context(
-    gateway: Gateway, head: RequestHead, transport: asyncio.Transport
+    gateway: Gateway,
+    head: RequestHead,
+    transport: asyncio.Transport,
+    signer: Signer | None = None,
 ) -> ConnectionContext:
     peer = transport.get_extra_info("peername")
     return ConnectionContext(
@@ -141,6 +252,7 @@ def _connection_context(
         domain_name=head.header("Host") or "",
         stage=gateway.stage,
         api_id=gateway.api_id,
+        caller=signer.identity() if signer is not None else None,
     )
 
 
