@@ -183,8 +183,16 @@ class SQLiteStore:
                 pass
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._take_lock()
+        try:
+            if self.path.is_dir():
+                raise IsADirectoryError(21, "it is a directory", str(self.path))
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._take_lock()
+        except OSError as exc:  # read-only, full, a parent that is a file: say which, and why
+            where = f" ({exc.filename})" if exc.filename and exc.filename != str(self.path) else ""
+            raise StoreError(
+                f"cannot open sqlite store {self.path}: {exc.strerror or exc}{where}"
+            ) from exc
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsgate-sqlite")
         try:
             loop = asyncio.get_running_loop()
