@@ -321,8 +321,10 @@ def test_handler_errors_have_lambdas_shape(
     )
 
 
-def test_connect_returning_none_is_a_502(probe_app: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with serve_functions(probe_app) as (_, server):
+def test_connect_returning_none_is_a_502_when_strict(
+    probe_app: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with serve_functions(probe_app, strict_connect_result=True) as (_, server):
         with pytest.raises(InvalidStatus) as refused:
             ws_connect(server.url + "?none=1")
         assert refused.value.response.status_code == 502

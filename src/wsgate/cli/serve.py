@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import click
@@ -70,7 +71,19 @@ from wsgate.store import DEFAULT_STORE_URL
     "--dynamodb-endpoint",
     metavar="URL",
     help="For serverless.yml/template.yaml: the handlers' DynamoDB (AWS_ENDPOINT_URL_DYNAMODB); "
-    "the tables under Resources are created there at start.",
+    "the tables under Resources are created there at start. Default: a local one (moto).",
+)
+@click.option(
+    "--aws",
+    is_flag=True,
+    help="For serverless.yml/template.yaml: let the handlers use your real AWS account "
+    "(DynamoDB included); without it they get placeholder credentials and a local DynamoDB.",
+)
+@click.option(
+    "--strict-connect-result",
+    is_flag=True,
+    help="For serverless.yml/template.yaml: a $connect function that returns no statusCode "
+    "is a 502 (REST APIs' rule) instead of accepting the connection.",
 )
 @click.option(
     "--node-id",
@@ -115,6 +128,8 @@ def serve(
     allowed_hosts: tuple[str, ...],
     lambda_mode: bool,
     dynamodb_endpoint: str | None,
+    aws: bool,
+    strict_connect_result: bool,
     node_id: str | None,
     node_timeout: float,
     reload: bool,
@@ -143,6 +158,8 @@ def serve(
             allowed_hosts=allowed_hosts,
             lambda_mode=lambda_mode,
             dynamodb_endpoint=dynamodb_endpoint,
+            aws=aws,
+            strict_connect_result=strict_connect_result,
             node_id=node_id,
             node_timeout=node_timeout,
             reload=reload,
@@ -154,6 +171,10 @@ def serve(
         raise click.UsageError(str(exc)) from exc
     except ValueError as exc:  # a limit out of range
         raise click.ClickException(str(exc)) from exc
+    if lambda_mode and importlib.util.find_spec("boto3") is None:
+        raise click.ClickException(
+            "--lambda sends over the @connections API with boto3: pip install 'wsgate[aws]'"
+        )
     try:
         code = run(config)
     except WsgateError as exc:

@@ -1,6 +1,6 @@
 """Serve the Lambda functions of a serverless.yml or a SAM template on the local gateway.
 
-    with open_offline_app(Path("serverless.yml"), dynamodb_endpoint=URL) as offline_app:
+    with open_offline_app(Path("serverless.yml")) as offline_app:
         async with serve(offline_app.app, stage=offline_app.stage) as server:
             offline_app.attach(server.host, server.port)
             ...
@@ -9,16 +9,22 @@
 its own function processes (`wsgate.offline.pool`). A route is an async function that
 hands the event to the function's pool, so the event loop never waits on a pipe. The
 function's result is the route's result, so the gateway's rules apply unchanged (a raised
-error becomes `Internal server error` or 502, two-way routes send `body`), with one
-addition for raw Lambda code: `$connect` returning `None` or a dict without `statusCode` is
-a malformed proxy response, 502, as REST APIs answer (docs/compatibility.md §4). The
+error becomes `Internal server error` or 502, two-way routes send `body`): `$connect`
+returning `None` or a dict without `statusCode` accepts the connection, as serverless-offline
+does and as many deployed apps rely on; `strict_connect_result` makes it the 502 REST APIs
+answer instead (docs/compatibility.md §4.1). The
 `$connect` authorizer of the file is the App's authorizer, run in its function's processes:
 its result is judged by the gateway's rules (docs/compatibility.md §7), and an error whose
 message is `Unauthorized` is the 401 it is on AWS.
+
+Local by default: without `dynamodb_endpoint`, the handlers' DynamoDB is a moto server
+started for the app (`wsgate.offline.local_dynamodb`) and their credentials are
+placeholders, so nothing reaches a real AWS account unless `aws=True` says so.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -36,6 +42,7 @@ from wsgate.core.routing import CONNECT
 from wsgate.exceptions import ConfigError, TargetError
 from wsgate.offline.cloudformation import load_document
 from wsgate.offline.environment import function_environment, gateway_origins, has_credentials
+from wsgate.offline.local_dynamodb import LocalDynamoDB
 from wsgate.offline.pool import DEFAULT_MAX_PROCESSES, FunctionError, FunctionPool
 from wsgate.offline.sam import sam_spec
 from wsgate.offline.serverless import serverless_spec
@@ -54,12 +61,18 @@ class OfflineApp:
         *,
         dynamodb_endpoint: str | None = None,
         max_processes: int = DEFAULT_MAX_PROCESSES,
+        aws: bool = False,
+        strict_connect_result: bool = False,
+        local_dynamodb: LocalDynamoDB | None = None,
     ) -> None:
         self.spec = spec
         self.stage = spec.stage
         self.dynamodb_endpoint = dynamodb_endpoint
         self.origins: tuple[str, ...] = ()
-        self.dummy_credentials = not has_credentials()
+        #: Placeholders unless the user asked for their real account (`aws`) and has one.
+        self.dummy_credentials = not (aws and has_credentials())
+        #: The moto server started for this app, stopped by `close()`.
+        self.local_dynamodb = local_dynamodb
         self.pools = {
             fn.name: FunctionPool(fn, _bind(self.environment, fn), max_processes)
             for fn in spec.functions
@@ -69,7 +82,7 @@ class OfflineApp:
             for route in fn.routes:
                 self.app.add_route(
                     route.key,
-                    _route_handler(self.pools[fn.name], route.key),
+                    _route_handler(self.pools[fn.name], route.key, strict_connect_result),
                     return_response=route.two_way,
                 )
         if spec.authorizer is not None:
@@ -87,9 +100,14 @@ class OfflineApp:
         return [pid for pool in self.pools.values() for pid in pool.pids()]
 
     def close(self) -> None:
-        """Stop every function process (after the gateway stopped: $disconnect needs them)."""
-        for pool in self.pools.values():
-            pool.close()
+        """Stop every function process (after the gateway stopped: $disconnect needs them),
+        then the local DynamoDB (their $disconnect may write to it)."""
+        try:
+            for pool in self.pools.values():
+                pool.close()
+        finally:
+            if self.local_dynamodb is not None:
+                self.local_dynamodb.stop()
 
     def __enter__(self) -> OfflineApp:
         return self
@@ -119,11 +137,15 @@ def _bind(
     return lambda: environment(fn)
 
 
-def _route_handler(pool: FunctionPool, key: str) -> Callable[[Event, Any], Awaitable[Any]]:
+def _route_handler(
+    pool: FunctionPool, key: str, strict_connect_result: bool
+) -> Callable[[Event, Any], Awaitable[Any]]:
+    strict = strict_connect_result and key == CONNECT
+
     async def invoke(event: Event, context: Any) -> Any:
         request_id = str(getattr(context, "aws_request_id", "") or uuid.uuid4())
         result = await pool.invoke(event, request_id)
-        if key == CONNECT and not (isinstance(result, dict) and "statusCode" in result):
+        if strict and not (isinstance(result, dict) and "statusCode" in result):
             raise FunctionError(
                 pool.spec.name,
                 {
@@ -167,21 +189,41 @@ def load_app_spec(path: Path, *, stage: str | None = None) -> AppSpec:
     )
 
 
+#: What the base install lacks for serverless.yml/SAM targets, and how to get it.
+OFFLINE_EXTRA = "pip install 'wsgate[offline]'"
+
+
+def require_modules(modules: dict[str, str], what: str) -> None:
+    """A ConfigError naming `what` needs and the extra to install, if a module is missing.
+
+    `modules` maps import names to the names users know (`yaml` is PyYAML).
+    """
+    missing = [name for module, name in modules.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ConfigError(f"{what} needs {' and '.join(missing)}: {OFFLINE_EXTRA}")
+
+
 def open_offline_app(
     path: Path,
     *,
     stage: str | None = None,
     dynamodb_endpoint: str | None = None,
     max_processes: int = DEFAULT_MAX_PROCESSES,
+    aws: bool = False,
+    strict_connect_result: bool = False,
 ) -> OfflineApp:
-    """Load serverless.yml or template.yaml; create its DynamoDB tables at the endpoint.
+    """Load serverless.yml or template.yaml; create its DynamoDB tables on a local DynamoDB.
 
     `stage` None means the file's own (provider.stage, the template's Stage, else dev).
-    `dynamodb_endpoint` (or AWS_ENDPOINT_URL_DYNAMODB) points the handlers' DynamoDB at a
-    local one, and the tables under `Resources` are created there if missing. Call
+    The handlers' DynamoDB is `dynamodb_endpoint` (or AWS_ENDPOINT_URL_DYNAMODB), else a
+    moto server started here; the tables under `Resources` are created there if missing.
+    `aws` instead lets the handlers use the user's AWS account, real DynamoDB included.
+    `strict_connect_result`: `$connect` must return a proxy response (else 502). Call
     `attach()` once the gateway listens, and `close()` after it stopped.
     """
-    spec = load_app_spec(Path(path), stage=stage)
+    path = Path(path)
+    require_modules({"yaml": "PyYAML", "boto3": "boto3"}, f"serving {path.name}")
+    spec = load_app_spec(path, stage=stage)
     running = f"python{sys.version_info.major}.{sys.version_info.minor}"
     declared = sorted({fn.runtime for fn in spec.functions} - {running})
     if declared:
@@ -192,14 +234,41 @@ def open_offline_app(
             running,
         )
     endpoint = dynamodb_endpoint or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None
-    offline_app = OfflineApp(spec, dynamodb_endpoint=dynamodb_endpoint, max_processes=max_processes)
-    if endpoint and spec.tables:
-        created = create_tables(
-            spec.tables,
-            endpoint=endpoint,
-            region=spec.region,
-            dummy_credentials=offline_app.dummy_credentials,
+    local_dynamodb: LocalDynamoDB | None = None
+    if aws:
+        log.warning(
+            "--aws: the functions of %s use your AWS account%s",
+            spec.source.name,
+            f" (DynamoDB at {endpoint})" if endpoint else ", its DynamoDB tables included",
         )
-        for name in created:
-            log.info("created DynamoDB table %s at %s", name, endpoint)
+    elif endpoint is None:
+        require_modules(
+            {"moto": "moto[server]", "flask": "Flask"},
+            f"a local DynamoDB for {path.name} (or --dynamodb-endpoint URL, or --aws)",
+        )
+        local_dynamodb = LocalDynamoDB()
+        local_dynamodb.start()
+        endpoint = local_dynamodb.endpoint
+        log.info("local DynamoDB (moto) for the functions: %s", endpoint)
+    offline_app = OfflineApp(
+        spec,
+        dynamodb_endpoint=endpoint,
+        max_processes=max_processes,
+        aws=aws,
+        strict_connect_result=strict_connect_result,
+        local_dynamodb=local_dynamodb,
+    )
+    try:
+        if endpoint and spec.tables:
+            created = create_tables(
+                spec.tables,
+                endpoint=endpoint,
+                region=spec.region,
+                dummy_credentials=offline_app.dummy_credentials,
+            )
+            for name in created:
+                log.info("created DynamoDB table %s at %s", name, endpoint)
+    except BaseException:
+        offline_app.close()
+        raise
     return offline_app

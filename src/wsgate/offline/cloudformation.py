@@ -19,12 +19,14 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from wsgate.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import yaml
 from wsgate.offline.spec import LOCAL_ACCOUNT_ID, TableSpec, environment_value
 
 log = logging.getLogger("wsgate.offline")
@@ -39,11 +41,9 @@ FUNCTION_TYPES = (LAMBDA_FUNCTION, SERVERLESS_FUNCTION)
 _SUB = re.compile(r"\$\{([^}]*)\}")
 
 
-class _CloudFormationLoader(yaml.SafeLoader):
-    """SafeLoader plus CloudFormation's short-form tags."""
-
-
 def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    import yaml
+
     value: Any
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
@@ -60,7 +60,17 @@ def _construct_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dic
     return {f"Fn::{suffix}": value}
 
 
-_CloudFormationLoader.add_multi_constructor("!", _construct_tag)
+@cache
+def _loader() -> type[yaml.SafeLoader]:
+    """SafeLoader plus CloudFormation's short-form tags (PyYAML is imported when first
+    needed, so a base install can say which extra to install instead of failing on import)."""
+    import yaml
+
+    class CloudFormationLoader(yaml.SafeLoader):
+        pass
+
+    CloudFormationLoader.add_multi_constructor("!", _construct_tag)
+    return CloudFormationLoader
 
 
 def load_document(path: Path) -> Any:
@@ -69,11 +79,16 @@ def load_document(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    try:
-        if path.suffix == ".json":
+    if path.suffix == ".json":
+        try:
             return json.loads(text)
-        return yaml.load(text, Loader=_CloudFormationLoader)  # a SafeLoader subclass
-    except (yaml.YAMLError, ValueError) as exc:
+        except ValueError as exc:
+            raise ConfigError(f"cannot parse {path}: {exc}") from exc
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_loader())  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse {path}: {exc}") from exc
 
 

@@ -1,9 +1,11 @@
 """The environment a function process starts with, as Lambda would give it.
 
 Lambda's own variables (AWS_LAMBDA_FUNCTION_NAME, AWS_REGION, _HANDLER, ...) over the
-function's and the user's; placeholder credentials when the user has none, so botocore can
-sign its requests to the local gateway and a local DynamoDB; and the gateway's addresses,
-so the function process can send `https://{domainName}/...` to the gateway over http.
+function's and the user's; placeholder credentials instead of the user's (unless `--aws`),
+so botocore can sign its requests to the local gateway and the local DynamoDB but a call
+to a real AWS service is refused rather than made on the user's account; `IS_OFFLINE`, as
+serverless-offline sets it; and the gateway's addresses, so the function process can send
+`https://{domainName}/...` to the gateway over http.
 """
 
 from __future__ import annotations
@@ -18,9 +20,16 @@ from collections.abc import Mapping
 from wsgate.offline.function_process import ORIGINS_VARIABLE
 from wsgate.offline.spec import FunctionSpec
 
-#: Credentials for function processes (and table creation) when the user has none.
+#: Credentials for function processes (and table creation) unless the user's are wanted.
 DUMMY_ACCESS_KEY_ID = "wsgate-local"
 DUMMY_SECRET_ACCESS_KEY = "wsgate-local"
+#: What else can pick the user's own credentials: dropped with the placeholders.
+_USER_CREDENTIALS = (
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+)
 
 
 def function_environment(
@@ -34,7 +43,8 @@ def function_environment(
     """A function process's environment: the user's, the function's, then Lambda's own.
 
     `origins` are the gateway's `host:port` authorities (see `gateway_origins`);
-    `dummy_credentials` gives botocore something to sign with when the user has none.
+    `dummy_credentials` replaces the user's credentials with placeholders (credentials the
+    function itself declares are kept).
     """
     env = dict(os.environ)
     env.update(fn.environment)
@@ -54,10 +64,13 @@ def function_environment(
             "_HANDLER": fn.handler,
             "LAMBDA_TASK_ROOT": str(fn.code_dir),
             "TZ": "UTC",
+            "IS_OFFLINE": "true",
             ORIGINS_VARIABLE: ",".join(origins),
         }
     )
     if dummy_credentials and "AWS_ACCESS_KEY_ID" not in fn.environment:
+        for name in _USER_CREDENTIALS:
+            env.pop(name, None)
         env["AWS_ACCESS_KEY_ID"] = DUMMY_ACCESS_KEY_ID
         env["AWS_SECRET_ACCESS_KEY"] = DUMMY_SECRET_ACCESS_KEY
     if dynamodb_endpoint:

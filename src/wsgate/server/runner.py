@@ -193,8 +193,12 @@ class ServeConfig:
     allowed_hosts: tuple[str, ...] = ()
     #: Every route through the Lambda adapter, as on AWS (state in `store`, sends over HTTP).
     lambda_mode: bool = False
-    #: For serverless.yml/SAM targets: the handlers' DynamoDB endpoint.
+    #: For serverless.yml/SAM targets: the handlers' DynamoDB endpoint (else a local one).
     dynamodb_endpoint: str | None = None
+    #: For serverless.yml/SAM targets: the handlers use the user's real AWS account.
+    aws: bool = False
+    #: For serverless.yml/SAM targets: `$connect` must return a proxy response (else 502).
+    strict_connect_result: bool = False
     reload: bool = False
     workers: int = 1
     #: With a Redis store: this node's id (random if None; `-K` is added per worker), and
@@ -274,7 +278,11 @@ def run_node(
 
         assert config.target is not None
         functions = open_offline_app(
-            Path(config.target), stage=config.stage, dynamodb_endpoint=config.dynamodb_endpoint
+            Path(config.target),
+            stage=config.stage,
+            dynamodb_endpoint=config.dynamodb_endpoint,
+            aws=config.aws,
+            strict_connect_result=config.strict_connect_result,
         )
         app, stage = functions.app, functions.stage
     else:

@@ -489,7 +489,7 @@ def test_neither_kind_of_file(tmp_path: Path) -> None:
 
 
 def test_worker_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Lambda's variables; dummy credentials only when the user has none; the endpoint."""
+    """Lambda's variables; dummy credentials unless `aws` and the user has some; the endpoint."""
     for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
         monkeypatch.setenv(name, str(tmp_path / "no-such-file"))
     spec = serverless(tmp_path, CHAT)
@@ -511,10 +511,14 @@ def test_worker_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert has_credentials()
     with OfflineApp(spec) as offline_app:
         env = offline_app.environment(message)
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == EXPECTED_DUMMY
+    with OfflineApp(spec, aws=True) as offline_app:
+        env = offline_app.environment(message)
     assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]) == ("mine", "my-secret")
     assert "AWS_ENDPOINT_URL_DYNAMODB" not in env
 
 
+EXPECTED_DUMMY = ("wsgate-local", "wsgate-local")
 EXPECTED_LAMBDA_ENV = {
     "AWS_LAMBDA_FUNCTION_NAME": "chat-dev-message",
     "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",

@@ -1,0 +1,331 @@
+"""`wsgate serve serverless.yml|template.yaml` runs apps as people already wrote them.
+
+Each test writes a small serverless.yml or SAM app, serves it on a real gateway with its
+functions in function processes, and drives it with the websockets client and boto3.
+DynamoDB is a moto server over HTTP: the one wsgate starts by default, or the session's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from tests.conftest import TIMEOUT, recv, run_gateway, ws_connect
+from tests.moto_server import isolate_aws_config
+from wsgate.offline.app import OfflineApp, open_offline_app
+from wsgate.server import Server
+
+RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextmanager
+def serve_functions(path: Path, **options: Any) -> Iterator[tuple[OfflineApp, Server]]:
+    """The functions of `path` on a gateway, as `wsgate serve` runs them."""
+    with open_offline_app(path, **options) as offline_app:
+        with run_gateway(offline_app.app, stage=offline_app.stage) as server:
+            offline_app.attach(server.host, server.port)
+            yield offline_app, server
+
+
+def write_app(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(textwrap.dedent(text).lstrip())
+
+
+def ask(ws: Any, action: str, **fields: Any) -> Any:
+    ws.send(json.dumps({"action": action, **fields}))
+    reply = recv(ws)
+    assert isinstance(reply, str)
+    return json.loads(reply)
+
+
+@pytest.fixture(autouse=True)
+def _no_developer_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_aws_config(monkeypatch, tmp_path)
+
+
+# -- 0. local by default ---------------------------------------------------------------------
+
+TABLE_YML = f"""
+service: notes
+provider:
+  name: aws
+  runtime: {RUNTIME}
+  environment:
+    TABLE: ${{self:service}}-${{sls:stage}}-notes
+functions:
+  connect:
+    handler: handler.connect
+    events: [{{websocket: $connect}}]
+  note:
+    handler: handler.note
+    events:
+      - websocket: {{route: note, routeResponseSelectionExpression: $default}}
+resources:
+  Resources:
+    NotesTable:
+      Type: AWS::DynamoDB::Table
+      Properties:
+        TableName: ${{self:provider.environment.TABLE}}
+        BillingMode: PAY_PER_REQUEST
+        AttributeDefinitions: [{{AttributeName: id, AttributeType: S}}]
+        KeySchema: [{{AttributeName: id, KeyType: HASH}}]
+"""
+
+TABLE_PY = """
+import json
+import os
+
+import boto3
+
+table = boto3.resource("dynamodb").Table(os.environ["TABLE"])  # no endpoint, as on AWS
+
+
+def connect(event, context):
+    return {"statusCode": 200}
+
+
+def note(event, context):
+    table.put_item(Item={"id": json.loads(event["body"])["id"]})
+    return {"statusCode": 200, "body": json.dumps({
+        "endpoint": os.environ.get("AWS_ENDPOINT_URL_DYNAMODB"),
+        "key": os.environ.get("AWS_ACCESS_KEY_ID"),
+        "token": os.environ.get("AWS_SESSION_TOKEN"),
+        "is_offline": os.environ.get("IS_OFFLINE"),
+    })}
+"""
+
+
+def test_handlers_get_a_local_dynamodb_and_placeholder_credentials_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No --dynamodb-endpoint: a moto server with the declared table; the user's own
+    credentials never reach the handlers; the server stops with the app."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAREALLOOKINGKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "real-secret")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "real-token")
+    write_app(tmp_path, {"serverless.yml": TABLE_YML, "handler.py": TABLE_PY})
+    with serve_functions(tmp_path / "serverless.yml") as (offline_app, server):
+        local = offline_app.local_dynamodb
+        assert local is not None
+        with ws_connect(server.url) as ws:
+            seen = ask(ws, "note", id="n1")
+        assert seen == {
+            "endpoint": local.endpoint,
+            "key": "wsgate-local",
+            "token": None,
+            "is_offline": "true",
+        }
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=local.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        items = client.scan(TableName="notes-dev-notes")["Items"]
+        assert items == [{"id": {"S": "n1"}}]
+        pid = local.pid()
+        assert pid is not None
+    assert not pid_alive(pid)
+
+
+def test_dynamodb_endpoint_is_used_instead_of_a_local_one(
+    tmp_path: Path, moto_endpoint: str
+) -> None:
+    write_app(tmp_path, {"serverless.yml": TABLE_YML, "handler.py": TABLE_PY})
+    with serve_functions(tmp_path / "serverless.yml", dynamodb_endpoint=moto_endpoint) as (
+        offline_app,
+        server,
+    ):
+        assert offline_app.local_dynamodb is None
+        with ws_connect(server.url) as ws:
+            assert ask(ws, "note", id="n2")["endpoint"] == moto_endpoint
+
+
+def test_aws_gives_the_handlers_the_users_account_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--aws: no local DynamoDB, the user's credentials (no AWS call is made here)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAUSERKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "user-secret")
+    write_app(tmp_path, {"serverless.yml": TABLE_YML, "handler.py": TABLE_PY})
+    caplog.set_level(logging.INFO, "wsgate.offline")
+    with open_offline_app(tmp_path / "serverless.yml", aws=True) as offline_app:
+        assert offline_app.local_dynamodb is None
+        env = offline_app.environment(offline_app.spec.functions[1])
+    assert env["AWS_ACCESS_KEY_ID"] == "AKIAUSERKEY"
+    assert "AWS_ENDPOINT_URL_DYNAMODB" not in env
+    assert "--aws: the functions of serverless.yml use your AWS account" in caplog.text
+
+
+def run_cli(*args: str, blocked: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """`wsgate ARGS` in a fresh interpreter in which the `blocked` modules cannot be imported."""
+    block = "".join(f"sys.modules[{name!r}] = None; " for name in blocked)
+    code = f"import sys; {block}from wsgate.cli import main; sys.argv[0] = 'wsgate'; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=4 * TIMEOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.slow
+def test_a_base_install_names_the_extra_to_install(tmp_path: Path) -> None:
+    """No PyYAML (or no moto): one line with the extra, no traceback."""
+    write_app(tmp_path, {"serverless.yml": TABLE_YML, "handler.py": TABLE_PY})
+    target = str(tmp_path / "serverless.yml")
+    for blocked, named in ((("yaml",), "PyYAML"), (("moto",), "moto[server]")):
+        result = run_cli("serve", target, "--port", "0", blocked=blocked)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert named in lines[0] and "pip install 'wsgate[offline]'" in lines[0]
+    result = run_cli("serve", "--lambda", "--port", "0", blocked=("boto3",))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "Error: --lambda sends over the @connections API with boto3: pip install 'wsgate[aws]'"
+    )
+
+
+# -- 2. $connect returning {} or nothing -----------------------------------------------------
+
+CONNECT_PY = """
+def connect(event, context):
+    query = event.get("queryStringParameters") or {}
+    if "empty" in query:
+        return {}
+    if "deny" in query:
+        return {"statusCode": 403}
+    return None
+
+
+def echo(event, context):
+    return {"statusCode": 200, "body": event["body"]}
+"""
+
+CONNECT_YML = f"""
+service: lax
+provider: {{name: aws, runtime: {RUNTIME}}}
+functions:
+  connect:
+    handler: app.connect
+    events: [{{websocket: $connect}}]
+  echo:
+    handler: app.echo
+    events: [{{websocket: {{route: $default, routeResponseSelectionExpression: $default}}}}]
+"""
+
+CONNECT_SAM = f"""
+AWSTemplateFormatVersion: "2010-09-09"
+Transform: AWS::Serverless-2016-10-31
+Globals:
+  Function:
+    Runtime: {RUNTIME}
+    CodeUri: src/
+Resources:
+  Api:
+    Type: AWS::ApiGatewayV2::Api
+    Properties:
+      Name: lax
+      ProtocolType: WEBSOCKET
+      RouteSelectionExpression: $request.body.action
+  ConnectRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Api
+      RouteKey: $connect
+      Target: !Sub integrations/${{ConnectIntegration}}
+  ConnectIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub arn:aws:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/functions/${{ConnectFunction.Arn}}/invocations
+  DefaultRoute:
+    Type: AWS::ApiGatewayV2::Route
+    Properties:
+      ApiId: !Ref Api
+      RouteKey: $default
+      Target: !Sub integrations/${{DefaultIntegration}}
+  DefaultResponse:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties:
+      ApiId: !Ref Api
+      RouteId: !Ref DefaultRoute
+      RouteResponseKey: $default
+  DefaultIntegration:
+    Type: AWS::ApiGatewayV2::Integration
+    Properties:
+      ApiId: !Ref Api
+      IntegrationType: AWS_PROXY
+      IntegrationUri: !Sub arn:aws:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/functions/${{EchoFunction.Arn}}/invocations
+  ConnectFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: app.connect
+  EchoFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: app.echo
+"""
+
+
+@pytest.fixture(params=["serverless.yml", "template.yaml"])
+def connect_app(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    if request.param == "serverless.yml":
+        write_app(tmp_path, {"serverless.yml": CONNECT_YML, "app.py": CONNECT_PY})
+    else:
+        write_app(tmp_path, {"template.yaml": CONNECT_SAM, "src/app.py": CONNECT_PY})
+    return tmp_path / str(request.param)
+
+
+def test_connect_returning_nothing_or_no_status_code_accepts(
+    connect_app: Path, moto_endpoint: str
+) -> None:
+    """`None` and `{}` accept, as serverless-offline does; a status still refuses."""
+    with serve_functions(connect_app, dynamodb_endpoint=moto_endpoint) as (_, server):
+        for query in ("", "?empty=1"):
+            with ws_connect(server.url + query) as ws:
+                ws.send("hi")
+                assert recv(ws) == "hi"
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(server.url + "?deny=1")
+        assert refused.value.response.status_code == 403
+
+
+def test_strict_connect_result_makes_them_502s(
+    connect_app: Path, moto_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with serve_functions(
+        connect_app, dynamodb_endpoint=moto_endpoint, strict_connect_result=True
+    ) as (_, server):
+        for query in ("", "?empty=1"):
+            with pytest.raises(InvalidStatus) as refused:
+                ws_connect(server.url + query)
+            assert refused.value.response.status_code == 502
+    assert "MalformedProxyResponse: $connect returned {}" in caplog.text
