@@ -11,12 +11,18 @@ Clients that send their heads slowly (slowloris) are bounded twice: each head mu
 complete within HEAD_TIMEOUT (aiohttp holds later heads of a keep-alive connection to the
 same bound, see `server/http.py`), and at most MAX_UNFINISHED_HEADS connections may be
 sending a first head at once.
+
+The process's open files are bounded too: past `max_open_files() - SPARE_FILES`, new
+connections are closed at once, with a warning, so the listening socket itself never meets
+EMFILE (uvloop then closes it without a word, and the gateway would accept nothing more).
+And what a flood of malformed requests and frames logs is bounded (`limit_log_floods`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, cast
@@ -44,6 +50,11 @@ HEAD_TIMEOUT = 10.0
 #: and low enough that clients trickling heads cannot take every file descriptor.
 MAX_UNFINISHED_HEADS = 4096
 
+#: File descriptors kept free for everything but new connections (the store, handlers'
+#: files, the accept itself): a connection whose socket is past the limit minus these is
+#: closed at once.
+SPARE_FILES = 32
+
 #: The gateway's entry point: takes a WebSocket upgrade request (its head, and the bytes
 #: that came after it) from here on.
 OpenConnection = Callable[[RequestHead, asyncio.Transport, bytes], Coroutine[Any, Any, None]]
@@ -58,27 +69,90 @@ class UnfinishedHeads:
 
     def __init__(self) -> None:
         self.count = 0
+        self.last_file = max_open_files() - SPARE_FILES
         self._refused = 0
         self._logged_at = float("-inf")
 
-    def admit(self, now: float) -> bool:
-        """Count one more, or refuse it (False) when MAX_UNFINISHED_HEADS are in progress;
-        refusals are logged at most once a second, with how many there were."""
-        if self.count < MAX_UNFINISHED_HEADS:
+    def admit(self, now: float, fd: int) -> bool:
+        """Count one more, or refuse it (False) when MAX_UNFINISHED_HEADS are in progress or
+        its socket `fd` is past `last_file`; refusals are logged at most once a second,
+        with how many there were."""
+        if fd > self.last_file:
+            why = (
+                f"the process is out of open files (socket {fd}, limit {self.last_file} "
+                f"+ {SPARE_FILES} spare: raise `ulimit -n`)"
+            )
+        elif self.count < MAX_UNFINISHED_HEADS:
             self.count += 1
             return True
+        else:
+            why = (
+                f"{self.count} connections are still sending their request head "
+                f"(at most {MAX_UNFINISHED_HEADS})"
+            )
         self._refused += 1
         if now - self._logged_at >= 1.0:
-            log.warning(
-                "closed %d new connection(s) at once: %d connections are still sending "
-                "their request head (at most %d)",
-                self._refused,
-                self.count,
-                MAX_UNFINISHED_HEADS,
-            )
+            log.warning("closed %d new connection(s) at once: %s", self._refused, why)
             self._refused = 0
             self._logged_at = now
         return False
+
+
+def max_open_files() -> int:
+    """The process's open-files limit (RLIMIT_NOFILE), or a bound no fd reaches where
+    there is none (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 1 << 62
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1 << 62 if soft == resource.RLIM_INFINITY else soft
+
+
+class LogFlood(logging.Filter):
+    """Lets at most `per_second` records of a logger through each second, each one line
+    (an exception's traceback becomes its type and message); the next record let through
+    says how many were dropped. For loggers a client's malformed requests and frames
+    write to (aiohttp's, picows'): a flood of them cannot fill the disk."""
+
+    def __init__(self, per_second: int = 5) -> None:
+        super().__init__()
+        self.per_second = per_second
+        self._second = float("-inf")
+        self._passed = 0
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self._second >= 1.0:
+            self._second, self._passed = now, 0
+        if self._passed >= self.per_second:
+            self._dropped += 1
+            return False
+        self._passed += 1
+        message = record.getMessage()
+        if record.exc_info is not None and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            message = f"{message}: {type(error).__name__}: {' '.join(str(error).split())}"
+            record.exc_info = record.exc_text = None
+        if self._dropped:
+            message = f"{message} (and {self._dropped} such lines suppressed)"
+            self._dropped = 0
+        record.msg, record.args = message, None
+        return True
+
+
+#: The loggers a client's malformed input writes to: aiohttp's, picows' (named by
+#: `server/upgrade.py`) and this module's.
+FLOODED_LOGGERS = ("aiohttp.server", "wsgate.websocket", "wsgate.server")
+
+
+def limit_log_floods() -> None:
+    """Put a `LogFlood` on each of FLOODED_LOGGERS (once)."""
+    for name in FLOODED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(each, LogFlood) for each in logger.filters):
+            logger.addFilter(LogFlood())
 
 
 _unfinished_heads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, UnfinishedHeads] = (
@@ -114,7 +188,8 @@ class FrontDoor(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not derive from asyncio.Transport; they behave as one.
         self._transport = cast(asyncio.Transport, transport)
-        if not self._heads.admit(self._loop.time()):
+        sock = transport.get_extra_info("socket")
+        if not self._heads.admit(self._loop.time(), sock.fileno() if sock is not None else -1):
             self._transport.abort()
             return
         self._timer = self._loop.call_later(HEAD_TIMEOUT, self._transport.abort)

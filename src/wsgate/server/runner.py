@@ -22,7 +22,7 @@ from wsgate.app import App
 from wsgate.core.limits import Limits
 from wsgate.exceptions import ConfigError, WsgateError
 from wsgate.server.delivery import OtherNodes
-from wsgate.server.front import FrontDoor
+from wsgate.server.front import FrontDoor, limit_log_floods
 from wsgate.server.gateway import Gateway
 from wsgate.server.http import http_runner, socket_paths
 from wsgate.server.peers import Peers
@@ -95,6 +95,7 @@ async def serve(
         print(server.url)
     """
     _check_stage(stage)
+    limit_log_floods()
     opened = open_store(store) if isinstance(store, str) else store
     node, others = _node(opened, peers, node_id=node_id, node_timeout=node_timeout)
     gateway = Gateway(
@@ -244,6 +245,7 @@ def run(config: ServeConfig) -> int:
     `lambda_mode`. Raises ConfigError for what cannot run.
     """
     config.check()
+    _raise_open_files_limit()
     if config.reload:
         _run_with_reload(config)
         return 0
@@ -258,6 +260,21 @@ def run(config: ServeConfig) -> int:
     )
     run_node(config)
     return 0
+
+
+def _raise_open_files_limit() -> None:
+    """Raise the soft open-files limit to the hard one, as servers do: each connection
+    is a file descriptor, and the usual soft default (1024) is a thousand clients."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:  # macOS: an infinite hard limit is refused
+            log.warning("could not raise the open-files limit from %d: %s", soft, exc)
 
 
 def run_node(
