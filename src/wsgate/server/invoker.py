@@ -158,8 +158,9 @@ class LoopWatchdog:
         self._logged_at = float("-inf")
         self._left_out = 0
         self._timer = loop.call_soon(self._heartbeat)
-        self._thread = threading.Thread(target=self._watch, name="wsgate-watchdog", daemon=True)
-        self._thread.start()
+        # Not `_thread`: mypyc names the C field `__thread`, a keyword to gcc.
+        self._watcher = threading.Thread(target=self._watch, name="wsgate-watchdog", daemon=True)
+        self._watcher.start()
 
     def stop(self) -> None:
         self._timer.cancel()
