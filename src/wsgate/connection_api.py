@@ -62,6 +62,7 @@ class ConnectionsAPI(Protocol):
     async def subscribe(self, connection_id: str, topic: str) -> None: ...
     async def unsubscribe(self, connection_id: str, topic: str) -> bool: ...
     async def publish(self, topic: str, data: Data, exclude: Iterable[str] = ()) -> int: ...
+    async def subscribers(self, topic: str) -> list[str]: ...
     async def info(self, connection_id: str) -> ConnectionInfo: ...
     async def disconnect(self, connection_id: str) -> None: ...
 
@@ -90,6 +91,9 @@ class StoreBackedConnections:
 
     async def unsubscribe(self, connection_id: str, topic: str) -> bool:
         return await self.store.unsubscribe(connection_id, topic)
+
+    async def subscribers(self, topic: str) -> list[str]:
+        return await self.store.subscribers(topic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +166,10 @@ class Connections:
     def publish(self, topic: str, data: Data, exclude: Iterable[str] = ()) -> Any:
         """Send to every subscriber of `topic` but `exclude`; returns how many received it."""
         return self._call(lambda api: api.publish(topic, data, tuple(exclude)))
+
+    def subscribers(self, topic: str) -> Any:
+        """Ids of the connections subscribed to `topic` (who is in a room), on every node."""
+        return self._call(lambda api: api.subscribers(topic))
 
     def info(self, connection_id: str) -> Any:
         """A `ConnectionInfo` for an open connection. Raises GoneError if it is not open."""

@@ -11,6 +11,7 @@ task (an echo's `send` is a dict read and a write). Anything else goes through
   connection (`OtherNodes.locate`); a connection no node holds is gone (410), and its
   record and subscriptions are dropped, as API Gateway apps do on a 410. A node that
   cannot be reached (dead, or not answering within its call timeout) is gone too.
+- `connection_ids`, `subscribers`: gathered from every node that may hold one.
 - `publish`, `broadcast`: every node that may hold a target delivers to its own
   connections, one request per node (not per subscriber); the counts add up. Fan-outs
   leave a node in the order they were called (a handler's publishes are concurrent tasks
@@ -98,6 +99,7 @@ class Delivery:
             "info": self._info_here,
             "disconnect": self._disconnect_here,
             "ids": store.connection_ids,
+            "subscribers": store.subscribers,
             "close_unrecorded": self._close_unrecorded,
         }
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -361,17 +363,26 @@ class Delivery:
 
     async def connection_ids(self) -> list[str]:
         """Every open connection's id, on every node (the management API's list)."""
-        ids = await self.store.connection_ids()
+        return await self._gathered(None, "ids")
+
+    async def subscribers(self, topic: str) -> list[str]:
+        """The ids subscribed to `topic`, on every node (who is in a room)."""
+        return await self._gathered(topic, "subscribers", topic)
+
+    async def _gathered(self, topic: str | None, operation: str, *args: Any) -> list[str]:
+        """The ids `operation` lists here and on every other node that may hold `topic`'s
+        subscribers (None: any connection); a node that does not answer adds none."""
+        ids: list[str] = list(await self.operations[operation](*args))
         others = self.others
         if others is not None:
-            nodes = await others.nodes_for(None)
+            nodes = await others.nodes_for(topic)
             # All at once: a node that does not answer costs one call timeout, not one each.
             answers = await asyncio.gather(
-                *(others.call(node, "ids") for node in nodes), return_exceptions=True
+                *(others.call(node, operation, *args) for node in nodes), return_exceptions=True
             )
             for node, answer in zip(nodes, answers, strict=True):
                 if isinstance(answer, NodeUnreachable):
-                    log.warning("listing connections: node %s does not answer: %s", node, answer)
+                    log.warning("listing %s: node %s does not answer: %s", operation, node, answer)
                 elif isinstance(answer, BaseException):
                     raise answer
                 else:

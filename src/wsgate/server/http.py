@@ -5,6 +5,8 @@
     *    [/{stage}]/@connections/... management API (loopback callers only, by default;
                                      expected `Host` headers only, always: AllowedHosts;
                                      SigV4-signed by a known key, with access keys)
+    GET  /, [/{stage}]/@console,     the demo page (demo app only), the connections console
+         /@static/...                (the management API's callers only): `server/pages.py`
     anything else                    403 {"message": "Forbidden"}, as API Gateway answers
 
 `/` is a local convenience (`wsgate connect ws://127.0.0.1:8080`); on AWS the stage is
@@ -31,6 +33,7 @@ from wsgate.server.management import (
     parse_path,
     payload_too_large,
 )
+from wsgate.server.pages import DEFAULT_PAGES, Page, Pages, find_page
 from wsgate.server.signatures import AccessKeys, SignatureRefused, verify
 
 
@@ -65,6 +68,12 @@ def _signature_refusal(
     return None
 
 
+def _page_response(page: Page, refused: ManagementResponse | None) -> web.Response:
+    if refused is not None:
+        return web.Response(status=refused.status, headers=refused.headers, body=refused.body)
+    return web.Response(body=page.body, headers={**page.headers, "Content-Type": page.content_type})
+
+
 def socket_paths(stage: str) -> frozenset[str]:
     """The paths WebSocket clients connect to."""
     return frozenset({"/", f"/{stage}", f"/{stage}/"})
@@ -77,6 +86,7 @@ def http_runner(
     allowed_hosts: Iterable[str] = (),
     bind_host: str | None = None,
     access_keys: AccessKeys | None = None,
+    pages: Pages = DEFAULT_PAGES,
 ) -> web.AppRunner:
     """aiohttp serving every request that is not a WebSocket upgrade, on the sockets the
     front door hands over.
@@ -99,22 +109,26 @@ def http_runner(
     )
     paths = socket_paths(gateway.stage)
 
+    def refusal(request: web.Request) -> ManagementResponse | None:
+        """The 403 for a caller or `Host` the management API (and its console) refuses."""
+        host = request.headers.get(hdrs.HOST)
+        if not hosts.allows(host):
+            return forbidden(
+                f"the management API does not answer for host {host!r} (a guard against "
+                "DNS rebinding); start wsgate with --allowed-host NAME to answer it"
+            )
+        if not allow_remote_management and not _is_loopback(request.remote):
+            return forbidden(
+                "the management API only answers loopback callers; "
+                "start wsgate with --allow-remote-management to change that"
+            )
+        return None
+
     async def route(request: web.Request) -> web.StreamResponse:
         raw_path = request.rel_url.raw_path
         path = parse_path(raw_path, gateway.stage)
         if path is not None:
-            host = request.headers.get(hdrs.HOST)
-            if not hosts.allows(host):
-                result = forbidden(
-                    f"the management API does not answer for host {host!r} (a guard against "
-                    "DNS rebinding); start wsgate with --allowed-host NAME to answer it"
-                )
-            elif not allow_remote_management and not _is_loopback(request.remote):
-                result = forbidden(
-                    "the management API only answers loopback callers; "
-                    "start wsgate with --allow-remote-management to change that"
-                )
-            else:
+            if (result := refusal(request)) is None:
                 try:
                     body = await request.read() if request.method == "POST" else b""
                 except web.HTTPRequestEntityTooLarge:
@@ -123,8 +137,13 @@ def http_runner(
                     refused = _signature_refusal(access_keys, request, body)
                     result = refused or await management.handle(request.method, path, body)
             return web.Response(status=result.status, headers=result.headers, body=result.body)
+        is_upgrade = "websocket" in request.headers.get(hdrs.UPGRADE, "").lower()
+        if request.method == "GET" and not is_upgrade:
+            page = find_page(pages, request.path, gateway.stage)
+            if page is not None:
+                return _page_response(page, refusal(request) if page.guarded else None)
         if request.path in paths and request.method == "GET":
-            if "websocket" in request.headers.get(hdrs.UPGRADE, "").lower():
+            if is_upgrade:
                 # The front door only sees a connection's first request.
                 return web.json_response(
                     {"message": "Bad Request: open a WebSocket on a new connection"},

@@ -4,7 +4,7 @@ A request comes in as (method, raw path, body) and leaves as a `ManagementRespon
 HTTP library stays in `server/http.py`. Paths (spec section 6):
 
     POST   /{stage}/@connections/{id}   PostToConnection: body = the message   -> 200
-    GET    /{stage}/@connections/{id}   GetConnection                          -> 200 JSON
+    GET    /{stage}/@connections/{id}   GetConnection (+ wsgate's `topics`)    -> 200 JSON
     DELETE /{stage}/@connections/{id}   DeleteConnection (close 1000)          -> 204
     GET    /{stage}/@connections        wsgate extension: list open connections
 
@@ -237,6 +237,8 @@ class ManagementAPI:
                             "userAgent": info.user_agent or "",
                         },
                         "lastActiveAt": _iso(info.last_active_at),
+                        # wsgate extension (boto3 ignores fields it does not know)
+                        "topics": list(info.topics),
                     },
                 )
             if method == "DELETE":

@@ -1,0 +1,142 @@
+// The connections console: the `@connections` management API, from the browser.
+// GET lists the ids and describes each; POST sends; DELETE disconnects (close 1000).
+
+const $ = (id) => document.getElementById(id);
+// "/dev/@console" -> "/dev/@connections"; "/@console" -> "/@connections" (no stage).
+const api = `${location.pathname.replace(/\/@console\/?$/, "")}/@connections`;
+const rows = new Map(); // connectionId -> its <tr>
+let timer = null;
+
+async function call(method, path = "", body = undefined) {
+  const response = await fetch(api + path, { method, body, cache: "no-store" });
+  return response;
+}
+
+async function refresh() {
+  let ids;
+  try {
+    const response = await call("GET");
+    if (!response.ok) throw new Error(await explain(response));
+    ids = (await response.json()).connections;
+  } catch (error) {
+    $("error").textContent = `Cannot list connections: ${error.message}`;
+    return;
+  }
+  const described = await Promise.all(ids.map(describe));
+  const live = described.filter(Boolean);
+  for (const [id, row] of rows) {
+    if (!live.some((c) => c.id === id)) {
+      row.remove();
+      rows.delete(id);
+    }
+  }
+  for (const connection of live) render(connection);
+  $("count").textContent = `${live.length} open`;
+  $("empty").hidden = live.length > 0;
+  $("error").textContent = "";
+  $("updated").textContent = `updated ${new Date().toTimeString().slice(0, 8)}`;
+}
+
+async function describe(id) {
+  const response = await call("GET", `/${encodeURIComponent(id)}`);
+  if (response.status === 410) return null; // gone since the list was read
+  if (!response.ok) return { id, error: await explain(response) };
+  return { id, ...(await response.json()) };
+}
+
+async function explain(response) {
+  try {
+    const body = await response.json();
+    return `${response.status}: ${body.message ?? JSON.stringify(body)}`;
+  } catch {
+    return `${response.status} ${response.statusText}`;
+  }
+}
+
+function render(connection) {
+  let row = rows.get(connection.id);
+  if (!row) {
+    row = newRow(connection.id);
+    rows.set(connection.id, row);
+    $("connections").append(row);
+  }
+  const cells = row.cells;
+  if (connection.error) {
+    cells[1].textContent = connection.error;
+    return;
+  }
+  cells[1].textContent = connection.identity?.sourceIp ?? "";
+  cells[1].title = connection.identity?.userAgent ?? "";
+  setTime(cells[2], connection.connectedAt);
+  setTime(cells[3], connection.lastActiveAt);
+  const topics = connection.topics ?? [];
+  cells[4].replaceChildren(
+    ...topics.map((topic) => {
+      const tag = document.createElement("span");
+      tag.className = "tag";
+      tag.textContent = topic;
+      return tag;
+    }),
+  );
+  if (!topics.length) cells[4].innerHTML = '<span class="hint">none</span>';
+}
+
+function newRow(id) {
+  const row = document.createElement("tr");
+  row.dataset.id = id;
+  for (let i = 0; i < 6; i++) row.append(document.createElement("td"));
+  const idCell = row.cells[0];
+  const idText = document.createElement("span");
+  idText.className = "id";
+  idText.textContent = id;
+  idCell.append(idText);
+
+  const actions = row.cells[5];
+  actions.className = "actions";
+  const input = document.createElement("input");
+  input.placeholder = "message";
+  input.className = "message";
+  const sendButton = document.createElement("button");
+  sendButton.className = "small send";
+  sendButton.textContent = "Send";
+  const closeButton = document.createElement("button");
+  closeButton.className = "danger small disconnect";
+  closeButton.textContent = "Disconnect";
+  const result = document.createElement("span");
+  result.className = "status-line result";
+  sendButton.addEventListener("click", async () => {
+    const response = await call("POST", `/${encodeURIComponent(id)}`, input.value);
+    result.textContent = response.ok ? "sent" : await explain(response);
+    if (response.ok) input.value = "";
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") sendButton.click();
+  });
+  closeButton.addEventListener("click", async () => {
+    const response = await call("DELETE", `/${encodeURIComponent(id)}`);
+    result.textContent = response.ok ? "disconnected" : await explain(response);
+    refresh();
+  });
+  actions.append(input, sendButton, closeButton, result);
+  return row;
+}
+
+function setTime(cell, iso) {
+  if (!iso) return;
+  const moment = new Date(iso);
+  const seconds = Math.max(0, Math.round((Date.now() - moment.getTime()) / 1000));
+  const ago = seconds < 60 ? `${seconds} s ago` : seconds < 3600 ? `${Math.floor(seconds / 60)} min ago` : `${Math.floor(seconds / 3600)} h ago`;
+  cell.textContent = `${moment.toTimeString().slice(0, 8)} · ${ago}`;
+  cell.title = iso;
+}
+
+function schedule() {
+  clearInterval(timer);
+  timer = $("auto").checked ? setInterval(refresh, 2000) : null;
+}
+
+$("api").textContent = api;
+$("refresh").addEventListener("click", refresh);
+$("auto").addEventListener("change", schedule);
+schedule();
+refresh();
