@@ -132,8 +132,9 @@ def test_aws_iam_without_botocore_refuses_to_start(monkeypatch: pytest.MonkeyPat
     """One line naming the extra that brings botocore."""
     monkeypatch.setitem(sys.modules, "botocore.auth", None)
     app, _ = iam_app()
-    with pytest.raises(ConfigError, match=r"pip install 'wsgate\[aws\]'"), run_gateway(
-        app, access_keys=KEYS
+    with (
+        pytest.raises(ConfigError, match=r"pip install 'wsgate\[aws\]'"),
+        run_gateway(app, access_keys=KEYS),
     ):
         pass
 

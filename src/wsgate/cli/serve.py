@@ -48,9 +48,62 @@ from wsgate.store import DEFAULT_STORE_URL
     help="Largest inbound frame (API Gateway's 32 KB; a browser sends a message as one frame).",
 )
 @click.option(
+    "--connect-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="New connections a second this gateway accepts (a token bucket); beyond it the "
+    "handshake gets 429. API Gateway's account quota is 500. Default: no limit.",
+)
+@click.option(
+    "--connect-burst",
+    type=click.IntRange(min=1),
+    help="New connections accepted at once before --connect-rate applies "
+    "(default: one second's worth).",
+)
+@click.option(
+    "--message-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Messages a second each connection may send (a token bucket); beyond it a message "
+    "gets a 'Too Many Requests' error frame, the connection stays open. Default: no limit.",
+)
+@click.option(
+    "--message-burst",
+    type=click.IntRange(min=1),
+    help="Messages a connection may send at once before --message-rate applies "
+    "(default: one second's worth).",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1),
+    help="Open connections this gateway holds at most; beyond it the handshake gets 429. "
+    "Default: no limit (API Gateway has none).",
+)
+@click.option(
+    "--allowed-origin",
+    "allowed_origins",
+    multiple=True,
+    metavar="URL",
+    help="A browser Origin handshakes may come from, scheme://host[:port] (repeatable); "
+    "other origins get 403, clients sending no Origin are let in. Default: any origin.",
+)
+@click.option(
+    "--access-keys",
+    "access_keys_file",
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="ACCESS_KEY_ID:SECRET lines: the keys that SigV4-sign AWS_IAM handshakes, and "
+    "then every @connections call must be signed by one of them too (else 403).",
+)
+@click.option(
     "--allow-remote-management",
     is_flag=True,
-    help="Answer @connections requests from other hosts too (default: loopback only).",
+    help="Answer @connections requests from other hosts too (default: loopback only); "
+    "needs --access-keys, or --insecure-management.",
+)
+@click.option(
+    "--insecure-management",
+    is_flag=True,
+    help="Let --allow-remote-management run without --access-keys: anyone who reaches "
+    "the port may send to and close connections.",
 )
 @click.option(
     "--allowed-host",
@@ -124,7 +177,15 @@ def serve(
     handler_timeout: float,
     max_message_bytes: int,
     max_frame_bytes: int,
+    connect_rate: float | None,
+    connect_burst: int | None,
+    message_rate: float | None,
+    message_burst: int | None,
+    max_connections: int | None,
+    allowed_origins: tuple[str, ...],
+    access_keys_file: str | None,
     allow_remote_management: bool,
+    insecure_management: bool,
     allowed_hosts: tuple[str, ...],
     lambda_mode: bool,
     dynamodb_endpoint: str | None,
@@ -153,9 +214,17 @@ def serve(
                 handler_timeout=handler_timeout,
                 max_message_bytes=max_message_bytes,
                 max_frame_bytes=max_frame_bytes,
+                connect_rate=connect_rate,
+                connect_burst=connect_burst,
+                message_rate=message_rate,
+                message_burst=message_burst,
+                max_connections=max_connections,
             ),
             allow_remote_management=allow_remote_management,
+            insecure_management=insecure_management,
             allowed_hosts=allowed_hosts,
+            allowed_origins=allowed_origins,
+            access_keys_file=access_keys_file,
             lambda_mode=lambda_mode,
             dynamodb_endpoint=dynamodb_endpoint,
             aws=aws,

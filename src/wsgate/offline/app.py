@@ -77,7 +77,9 @@ class OfflineApp:
             fn.name: FunctionPool(fn, _bind(self.environment, fn), max_processes)
             for fn in spec.functions
         }
-        self.app = App(route_selection=spec.route_selection, name=spec.name)
+        self.app = App(
+            route_selection=spec.route_selection, name=spec.name, authorization=spec.authorization
+        )
         for fn in spec.functions:
             for route in fn.routes:
                 self.app.add_route(

@@ -13,7 +13,8 @@ The graph followed, as API Gateway follows it when deployed:
     the `$connect` route's AuthorizationType CUSTOM + AuthorizerId
       -> AWS::ApiGatewayV2::Authorizer (AuthorizerType REQUEST, IdentitySource,
            AuthorizerUri ...functions/<function ARN>/invocations): run before `$connect`.
-    AuthorizationType AWS_IAM is refused: wsgate does not check SigV4 signatures yet.
+    the `$connect` route's AuthorizationType AWS_IAM: the App's `authorization="AWS_IAM"`
+      (SigV4-signed handshakes, checked against the gateway's --access-keys).
 
 Defaults are CloudFormation's: 128 MB and 3 s. The stage is --stage, else the
 `AWS::ApiGatewayV2::Stage` of the API, else `dev`; the region is AWS_REGION (or
@@ -32,6 +33,8 @@ from typing import Any
 from wsgate.core.routing import CONNECT, DISCONNECT
 from wsgate.exceptions import ConfigError
 from wsgate.offline.cloudformation import (
+    API,
+    API_STAGE,
     DYNAMODB_TABLE,
     FUNCTION_TYPES,
     LAMBDA_FUNCTION,
@@ -53,11 +56,9 @@ from wsgate.offline.spec import (
     is_python_runtime,
 )
 
-API = "AWS::ApiGatewayV2::Api"
 ROUTE = "AWS::ApiGatewayV2::Route"
 ROUTE_RESPONSE = "AWS::ApiGatewayV2::RouteResponse"
 INTEGRATION = "AWS::ApiGatewayV2::Integration"
-STAGE = "AWS::ApiGatewayV2::Stage"
 AUTHORIZER = "AWS::ApiGatewayV2::Authorizer"
 
 _FUNCTION_IN_URI = re.compile(r":function:([^/:]+)")
@@ -69,9 +70,15 @@ def _stack_name(path: Path) -> str:
 
 
 def sam_spec(
-    doc: Any, path: Path, *, stage: str | None = None, environ: Mapping[str, str] | None = None
+    doc: Any,
+    path: Path,
+    *,
+    stage: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    api_id: str | None = None,
 ) -> AppSpec:
-    """The WebSocket API of a parsed SAM or CloudFormation template."""
+    """The WebSocket API of a parsed SAM or CloudFormation template; `api_id` is what a
+    `Ref` to it evaluates to (the local API's id)."""
     source = path.name
     if not isinstance(doc, dict) or not isinstance(doc.get("Resources"), dict):
         raise ConfigError(f"{source}: a template needs a Resources mapping")
@@ -86,6 +93,7 @@ def sam_spec(
         pseudo=Pseudo(region=region, stack_name=_stack_name(path)),
         parameters=doc.get("Parameters") or {},
         mappings=doc.get("Mappings") or {},
+        api_id=api_id,
     )
 
     def of_type(kind: str) -> dict[str, dict[str, Any]]:
@@ -119,21 +127,24 @@ def sam_spec(
         raise ConfigError(
             f"{source}: {len(apis)} WebSocket APIs ({', '.join(sorted(apis))}); wsgate serves one"
         )
-    ((api_id, api),) = apis.items()
-    selection = prop(api_id, api, "RouteSelectionExpression") or DEFAULT_ROUTE_SELECTION
+    ((api_name, api),) = apis.items()
+    selection = prop(api_name, api, "RouteSelectionExpression") or DEFAULT_ROUTE_SELECTION
+    # What the resources' `ApiId: !Ref Api` evaluate to.
+    api_ref = intrinsics.ref(api_name, f"Resources.{api_name}")
 
     if stage is None:
         stages = [
             prop(name, res, "StageName")
-            for name, res in of_type(STAGE).items()
-            if prop(name, res, "ApiId") == api_id
+            for name, res in of_type(API_STAGE).items()
+            if prop(name, res, "ApiId") == api_ref
         ]
         stage = str(stages[0]) if stages else "dev"
+    intrinsics.stage = stage
 
     two_way_routes = {
         prop(name, res, "RouteId")
         for name, res in of_type(ROUTE_RESPONSE).items()
-        if prop(name, res, "ApiId") in (api_id, None)
+        if prop(name, res, "ApiId") in (api_ref, None)
     }
     integrations = of_type(INTEGRATION)
     functions_by_name: dict[str, str] = {}
@@ -144,9 +155,10 @@ def sam_spec(
 
     routes: dict[str, list[RouteSpec]] = {}
     authorizer: AuthorizerSpec | None = None
+    iam = False
     seen: dict[str, str] = {}
     for name, res in of_type(ROUTE).items():
-        if prop(name, res, "ApiId") != api_id:
+        if prop(name, res, "ApiId") != api_ref:
             continue
         where = f"Resources.{name}.Properties"
         key = prop(name, res, "RouteKey")
@@ -173,12 +185,13 @@ def sam_spec(
         routes.setdefault(function, []).append(RouteSpec(key, two_way))
         authorization = str(prop(name, res, "AuthorizationType") or "NONE").upper()
         if authorization == "AWS_IAM":
-            raise intrinsics.error(
-                f"{where}.AuthorizationType",
-                f"route {key!r}: AWS_IAM authorization is not supported by wsgate yet "
-                "(use a Lambda REQUEST authorizer, AuthorizationType CUSTOM)",
-            )
-        if authorization == "CUSTOM":
+            if key != CONNECT:
+                raise intrinsics.error(
+                    f"{where}.AuthorizationType",
+                    f"only $connect can be authorized with AWS_IAM, not {key!r}",
+                )
+            iam = True
+        elif authorization == "CUSTOM":
             if key != CONNECT:
                 raise intrinsics.error(
                     f"{where}.AuthorizationType",
@@ -198,7 +211,7 @@ def sam_spec(
                 f"expected NONE, CUSTOM or AWS_IAM, got {authorization!r}",
             )
     if not routes:
-        raise ConfigError(f"{source}: the WebSocket API {api_id} has no routes")
+        raise ConfigError(f"{source}: the WebSocket API {api_name} has no routes")
     if authorizer is not None:
         routes.setdefault(authorizer.function, [])
 
@@ -212,9 +225,9 @@ def sam_spec(
         for name, res in resources.items()
         if isinstance(res, dict) and res.get("Type") in (DYNAMODB_TABLE, SIMPLE_TABLE)
     )
-    name = prop(api_id, api, "Name")
+    name = prop(api_name, api, "Name")
     return AppSpec(
-        name=str(name or api_id),
+        name=str(name or api_name),
         source=path,
         route_selection=str(selection),
         stage=stage,
@@ -222,6 +235,7 @@ def sam_spec(
         functions=functions,
         tables=tables,
         authorizer=authorizer,
+        authorization="AWS_IAM" if iam else "NONE",
     )
 
 

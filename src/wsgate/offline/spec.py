@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 #: The Serverless Framework's defaults for a function (v3 docs: memorySize, timeout).
 SERVERLESS_MEMORY_MB = 1024
@@ -93,6 +93,8 @@ class AppSpec:
     functions: tuple[FunctionSpec, ...]
     tables: tuple[TableSpec, ...] = field(default=())
     authorizer: AuthorizerSpec | None = None
+    #: `$connect`'s `AuthorizationType` when it is `AWS_IAM` (SigV4-signed handshakes).
+    authorization: Literal["NONE", "AWS_IAM"] = "NONE"
 
 
 def is_python_runtime(runtime: Any) -> bool:

@@ -27,6 +27,7 @@ from wsgate.server.gateway import Gateway
 from wsgate.server.http import http_runner, socket_paths
 from wsgate.server.peers import Peers
 from wsgate.server.redis_bus import NODE_TIMEOUT, RedisBus
+from wsgate.server.signatures import AccessKeys, require_botocore
 from wsgate.store import DEFAULT_STORE_URL, Store, open_store
 
 if TYPE_CHECKING:
@@ -77,9 +78,14 @@ async def serve(
     store: Store | str = DEFAULT_STORE_URL,
     # Limits
     limits: Limits | None = None,
-    # Security
+    # Security: management callers (loopback only unless `allow_remote_management`),
+    # `Host`s the management API answers, browser `Origin`s a handshake may come from
+    # (any without a list), and the access keys that sign `AWS_IAM` handshakes and, when
+    # given, every management call
     allow_remote_management: bool = False,
     allowed_hosts: Iterable[str] = (),
+    allowed_origins: Iterable[str] = (),
+    access_keys: AccessKeys | Mapping[str, str] | None = None,
     # Several nodes: a worker's link to the others (`wsgate serve --workers N`); with a
     # Redis store, this node's id (random if None) and when a silent node counts as dead;
     # `sock`: a listening socket to accept from instead of binding `host:port` (the workers
@@ -96,6 +102,14 @@ async def serve(
     """
     _check_stage(stage)
     limit_log_floods()
+    keys = AccessKeys(access_keys) if isinstance(access_keys, Mapping) else access_keys
+    if app.authorization == "AWS_IAM":
+        require_botocore("AWS_IAM authorization")
+        if keys is None:
+            raise ConfigError(
+                "AWS_IAM authorization needs access keys to check signatures: "
+                "--access-keys FILE (ACCESS_KEY_ID:SECRET lines)"
+            )
     opened = open_store(store) if isinstance(store, str) else store
     node, others = _node(opened, peers, node_id=node_id, node_timeout=node_timeout)
     gateway = Gateway(
@@ -107,6 +121,8 @@ async def serve(
         stage_variables=stage_variables,
         node=node,
         others=others,
+        allowed_origins=tuple(allowed_origins),
+        access_keys=keys,
     )
     await gateway.start()
     runner = http_runner(
@@ -114,6 +130,7 @@ async def serve(
         allow_remote_management=allow_remote_management,
         allowed_hosts=tuple(allowed_hosts),
         bind_host=host,
+        access_keys=keys,
     )
     listener: asyncio.Server | None = None
     try:
@@ -190,8 +207,16 @@ class ServeConfig:
     store: str = DEFAULT_STORE_URL
     limits: Limits = field(default_factory=Limits)
     allow_remote_management: bool = False
+    #: `allow_remote_management` without `access_keys_file`: anyone who reaches the port
+    #: may manage connections. Refused unless this says it is meant.
+    insecure_management: bool = False
     #: Host names the management API answers besides loopback and `host` (DNS rebinding).
     allowed_hosts: tuple[str, ...] = ()
+    #: Browser origins a handshake may come from (`scheme://host[:port]`); empty: any.
+    allowed_origins: tuple[str, ...] = ()
+    #: `ACCESS_KEY_ID:SECRET` lines: the keys that sign `AWS_IAM` handshakes and every
+    #: management call. A file, so secrets stay out of argv and the workers' config.
+    access_keys_file: str | None = None
     #: Every route through the Lambda adapter, as on AWS (state in `store`, sends over HTTP).
     lambda_mode: bool = False
     #: For serverless.yml/SAM targets: the handlers' DynamoDB endpoint (else a local one).
@@ -221,6 +246,16 @@ class ServeConfig:
             raise ConfigError("--workers serves Python apps on the gateway (not --lambda)")
         if self.lambda_mode and self.is_offline:
             raise ConfigError("--lambda is for Python apps; these are Lambda functions")
+        if (
+            self.allow_remote_management
+            and self.access_keys_file is None
+            and not self.insecure_management
+        ):
+            raise ConfigError(
+                "--allow-remote-management without --access-keys lets anyone who reaches the "
+                "port manage connections; add --access-keys FILE, or --insecure-management "
+                "if that is meant"
+            )
 
     def to_json(self) -> str:
         """For the processes `run()` starts (workers, the reloaded child)."""
@@ -230,7 +265,14 @@ class ServeConfig:
     def from_json(cls, text: str) -> ServeConfig:
         fields = json.loads(text)
         limits = Limits(**fields["limits"])
-        return cls(**{**fields, "limits": limits, "allowed_hosts": tuple(fields["allowed_hosts"])})
+        return cls(
+            **{
+                **fields,
+                "limits": limits,
+                "allowed_hosts": tuple(fields["allowed_hosts"]),
+                "allowed_origins": tuple(fields["allowed_origins"]),
+            }
+        )
 
 
 #: Targets that are Lambda functions described by serverless.yml or a SAM template.
@@ -342,6 +384,12 @@ def run_node(
             limits=config.limits,
             allow_remote_management=config.allow_remote_management,
             allowed_hosts=config.allowed_hosts,
+            allowed_origins=config.allowed_origins,
+            access_keys=(
+                AccessKeys.from_file(config.access_keys_file)
+                if config.access_keys_file is not None
+                else None
+            ),
             peers=peers,
             node_id=config.node_id,
             node_timeout=config.node_timeout,
@@ -375,6 +423,8 @@ def _serve_until_stopped(
     limits: Limits,
     allow_remote_management: bool,
     allowed_hosts: tuple[str, ...],
+    allowed_origins: tuple[str, ...],
+    access_keys: AccessKeys | None,
     peers: Peers | None,
     node_id: str | None,
     node_timeout: float,
@@ -414,6 +464,8 @@ def _serve_until_stopped(
             limits=limits,
             allow_remote_management=allow_remote_management,
             allowed_hosts=allowed_hosts,
+            allowed_origins=allowed_origins,
+            access_keys=access_keys,
             peers=peers,
             node_id=node_id,
             node_timeout=node_timeout,

@@ -151,10 +151,16 @@ def test_sam_without_authorization_has_no_authorizer(tmp_path: Path) -> None:
     assert {fn.name for fn in spec.functions} == {"ConnectFunction"}
 
 
+def test_sam_aws_iam_authorization_signs_connect(tmp_path: Path) -> None:
+    """`AuthorizationType: AWS_IAM` on `$connect` is the App's AWS_IAM (§7.7)."""
+    spec = load(tmp_path, "template.yaml", sam({"AuthorizationType": "AWS_IAM"}))
+    assert spec.authorization == "AWS_IAM"
+    assert spec.authorizer is None
+
+
 @pytest.mark.parametrize(
     ("authorization", "authorizer_type", "match"),
     [
-        ({"AuthorizationType": "AWS_IAM"}, "REQUEST", "AWS_IAM authorization is not supported"),
         ({"AuthorizationType": "CUSTOM"}, "REQUEST", "AuthorizerId"),
         (CUSTOM, "JWT", "JWT: WebSocket APIs"),
         ({"AuthorizationType": "JWT"}, "REQUEST", "expected NONE, CUSTOM or AWS_IAM"),
