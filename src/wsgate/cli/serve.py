@@ -114,6 +114,13 @@ from wsgate.store import DEFAULT_STORE_URL
     "(repeatable; *.example.com for a domain); others get 403 (DNS rebinding).",
 )
 @click.option(
+    "--console/--no-console",
+    default=True,
+    show_default=True,
+    help="Serve the connections console at /{stage}/@console to the callers the "
+    "management API answers.",
+)
+@click.option(
     "--lambda",
     "lambda_mode",
     is_flag=True,
@@ -187,6 +194,7 @@ def serve(
     allow_remote_management: bool,
     insecure_management: bool,
     allowed_hosts: tuple[str, ...],
+    console: bool,
     lambda_mode: bool,
     dynamodb_endpoint: str | None,
     aws: bool,
@@ -234,6 +242,7 @@ def serve(
             reload=reload,
             workers=workers,
             log_level=log_level,
+            console=console,
         )
         config.check()
     except ConfigError as exc:

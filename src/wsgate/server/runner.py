@@ -25,6 +25,7 @@ from wsgate.server.delivery import OtherNodes
 from wsgate.server.front import FrontDoor, limit_log_floods
 from wsgate.server.gateway import Gateway
 from wsgate.server.http import http_runner, socket_paths
+from wsgate.server.pages import DEFAULT_PAGES, Pages
 from wsgate.server.peers import Peers
 from wsgate.server.redis_bus import NODE_TIMEOUT, RedisBus
 from wsgate.server.signatures import AccessKeys, require_botocore
@@ -86,6 +87,9 @@ async def serve(
     allowed_hosts: Iterable[str] = (),
     allowed_origins: Iterable[str] = (),
     access_keys: AccessKeys | Mapping[str, str] | None = None,
+    # Browser pages: the connections console (for the management API's callers) and,
+    # for the demo app, its chat page at `/`
+    pages: Pages = DEFAULT_PAGES,
     # Several nodes: a worker's link to the others (`wsgate serve --workers N`); with a
     # Redis store, this node's id (random if None) and when a silent node counts as dead;
     # `sock`: a listening socket to accept from instead of binding `host:port` (the workers
@@ -131,6 +135,7 @@ async def serve(
         allowed_hosts=tuple(allowed_hosts),
         bind_host=host,
         access_keys=keys,
+        pages=pages,
     )
     listener: asyncio.Server | None = None
     try:
@@ -232,6 +237,8 @@ class ServeConfig:
     node_id: str | None = None
     node_timeout: float = NODE_TIMEOUT
     log_level: str = "info"
+    #: The connections console at `/{stage}/@console` (`--no-console`: none).
+    console: bool = True
 
     @property
     def is_offline(self) -> bool:
@@ -361,6 +368,10 @@ def run_node(
             functions.attach(server.host, server.port)
         if worker is not None and worker[0] > 0:
             return  # worker 0 speaks for all
+        pages = f"  Console:    {server.management_url}/@console\n" if config.console else ""
+        if config.target is None:
+            root = server.management_url.removesuffix(f"/{server.gateway.stage}")
+            pages += f"  Demo page:  {root}/  (open it in a browser)\n"
         print(
             f"wsgate: serving {app.name} ({len(app.routes)} routes, "
             f"selection {app.route_selection}) with store {config.store}"
@@ -368,6 +379,7 @@ def run_node(
             f"{f' on {worker[1]} workers' if worker is not None else ''}\n"
             f"  WebSocket:  {server.url}\n"
             f"  @connections: {server.management_url}/@connections\n"
+            f"{pages}"
             "Press Ctrl+C to stop.",
             file=sys.stderr,
             flush=True,
@@ -395,6 +407,7 @@ def run_node(
             node_timeout=config.node_timeout,
             worker=worker is not None,
             listener=listener,
+            pages=Pages(demo=config.target is None, console=config.console),
         )
     finally:
         if functions is not None:
@@ -430,6 +443,7 @@ def _serve_until_stopped(
     node_timeout: float,
     worker: bool,
     listener: socket.socket | None,
+    pages: Pages,
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then close every connection and stop.
 
@@ -470,6 +484,7 @@ def _serve_until_stopped(
             node_id=node_id,
             node_timeout=node_timeout,
             sock=listener,
+            pages=pages,
         ) as server:
             _tune_gc()
             on_ready(server)
