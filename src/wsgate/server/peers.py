@@ -1,10 +1,11 @@
 """Workers of one gateway: N processes on one port that behave as one API.
 
 `wsgate serve --workers N` runs N gateway processes on the same port (one listening
-socket they share: the kernel spreads new connections over them), one per core. Each worker holds its own
-sockets and its own partition of the table (its connections and their subscriptions),
-so its reads stay local and fast. This module makes them one gateway: a worker asks
-another over a Unix socket when an operation concerns a connection it does not hold.
+socket they share: the kernel spreads new connections over them), one per core. Each
+worker holds its own sockets and its own partition of the table (its connections and
+their subscriptions), so its reads stay local and fast. This module makes them one
+gateway: a worker asks another over a Unix socket when an operation concerns a connection
+it does not hold.
 
 - A connection id's first character names the worker that holds it (an id stays 15
   random characters, over 80 bits), so `send`, `info`, `disconnect`, `subscribe` and
