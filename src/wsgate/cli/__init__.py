@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wsgate import __version__
+from wsgate import COMPILED, __version__
 from wsgate.bench.command import bench
 from wsgate.cli.connect import connect
 from wsgate.cli.connections import connections
@@ -13,7 +13,11 @@ from wsgate.cli.serve import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="wsgate")
+@click.version_option(
+    __version__,
+    prog_name="wsgate",
+    message=f"%(prog)s %(version)s, {'compiled (mypyc)' if COMPILED else 'pure Python'}",
+)
 def cli() -> None:
     """Run API Gateway-style WebSocket apps locally and self-hosted."""
 
