@@ -96,6 +96,17 @@ def test_two_way_routes_and_odd_keys_lint_clean(tmp_path: Path) -> None:
     assert findings(text) == []
 
 
+def test_an_aws_iam_app_lints_clean(tmp_path: Path) -> None:
+    """$connect with AuthorizationType AWS_IAM passes cfn-lint."""
+    (tmp_path / "signed.py").write_text(
+        "from wsgate import App\n\napp = App(authorization='AWS_IAM')\n\n\n"
+        "@app.default\ndef default(event, context):\n    return None\n"
+    )
+    text = template_text(str(tmp_path / "signed.py"))
+    assert "AWS_IAM" in text
+    assert findings(text) == []
+
+
 def test_the_linter_does_find_errors() -> None:
     """Control: the same check reports a broken template (else a clean run proves nothing)."""
     text = template_text(str(ROOT / "examples/echo.py"))

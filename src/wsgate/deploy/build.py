@@ -81,6 +81,7 @@ def build(
         functions=tuple(functions),
         warnings=tuple(warnings),
         authorizer=authorizer,
+        connect_authorization=app.authorization,
     )
 
 

@@ -90,3 +90,5 @@ class Api:
     functions: tuple[Function, ...]
     warnings: tuple[str, ...] = field(default=())
     authorizer: Authorizer | None = None
+    #: `$connect`'s authorization besides a custom authorizer: "NONE" or "AWS_IAM".
+    connect_authorization: str = "NONE"

@@ -57,7 +57,7 @@ def render(api: Api) -> Template:
         resources[f"{base}Function"] = _emit_function(api, function)
         resources[f"{base}Permission"] = _emit_permission(function)
         resources[f"{base}Integration"] = _emit_integration(function)
-        resources[f"{base}Route"] = _emit_route(function, api.authorizer)
+        resources[f"{base}Route"] = _emit_route(function, api)
         route_ids.append(f"{base}Route")
         if function.return_response:
             resources[f"{base}RouteResponse"] = _emit_route_response(function)
@@ -365,14 +365,17 @@ def _emit_authorizer(authorizer: Authorizer) -> dict[str, Any]:
     return {"Type": "AWS::ApiGatewayV2::Authorizer", "Properties": properties}
 
 
-def _emit_route(function: Function, authorizer: Authorizer | None) -> dict[str, Any]:
+def _emit_route(function: Function, api: Api) -> dict[str, Any]:
+    """A route; `$connect` carries the API's authorization (AWS_IAM or the authorizer)."""
+    is_connect = function.route_key == CONNECT
     properties: dict[str, Any] = {
         "ApiId": _ref("Api"),
         "RouteKey": function.route_key,
-        "AuthorizationType": "NONE",
+        "AuthorizationType": api.connect_authorization if is_connect else "NONE",
         "Target": _sub(f"integrations/${{{function.logical_id}Integration}}"),
     }
-    if authorizer is not None and function.route_key == CONNECT:
+    authorizer = api.authorizer
+    if authorizer is not None and is_connect:
         properties["AuthorizationType"] = "CUSTOM"
         properties["AuthorizerId"] = _ref(authorizer.function.logical_id)
     if function.return_response:

@@ -128,6 +128,16 @@ def test_api_routes_and_integrations() -> None:
     assert len(of_type(template, "IAM::Role")) == 5
 
 
+def test_aws_iam_apps_deploy_with_iam_on_connect_only() -> None:
+    """App(authorization="AWS_IAM") deploys $connect with AuthorizationType AWS_IAM (signed
+    upgrades only, as the local gateway checks them); the other routes stay NONE."""
+    app = App(name="signed", authorization="AWS_IAM")
+    app.add_route("$default", lambda event, context: None)
+    routes = of_type(template_of(app), "ApiGatewayV2::Route").values()
+    kinds = {r["Properties"]["RouteKey"]: r["Properties"]["AuthorizationType"] for r in routes}
+    assert kinds == {"$connect": "AWS_IAM", "$disconnect": "NONE", "$default": "NONE"}
+
+
 def test_connect_and_disconnect_always_exist() -> None:
     """Without handlers for them, $connect and $disconnect still get functions: the
     adapter writes and removes the connection item there, which broadcast reads."""
