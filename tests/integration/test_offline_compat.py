@@ -42,7 +42,9 @@ def pid_alive(pid: int) -> bool:
 def serve_functions(path: Path, **options: Any) -> Iterator[tuple[OfflineApp, Server]]:
     """The functions of `path` on a gateway, as `wsgate serve` runs them."""
     with open_offline_app(path, **options) as offline_app:
-        with run_gateway(offline_app.app, stage=offline_app.stage) as server:
+        with run_gateway(
+            offline_app.app, stage=offline_app.stage, api_id=offline_app.api_id
+        ) as server:
             offline_app.attach(server.host, server.port)
             yield offline_app, server
 
@@ -240,6 +242,9 @@ functions:
     events: [{{websocket: {{route: $default, routeResponseSelectionExpression: $default}}}}]
 """
 
+#: The start of a Lambda integration's IntegrationUri.
+INVOKE = "arn:aws:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions"
+
 CONNECT_SAM = f"""
 AWSTemplateFormatVersion: "2010-09-09"
 Transform: AWS::Serverless-2016-10-31
@@ -265,7 +270,7 @@ Resources:
     Properties:
       ApiId: !Ref Api
       IntegrationType: AWS_PROXY
-      IntegrationUri: !Sub arn:aws:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/functions/${{ConnectFunction.Arn}}/invocations
+      IntegrationUri: !Sub {INVOKE}/${{ConnectFunction.Arn}}/invocations
   DefaultRoute:
     Type: AWS::ApiGatewayV2::Route
     Properties:
@@ -283,7 +288,7 @@ Resources:
     Properties:
       ApiId: !Ref Api
       IntegrationType: AWS_PROXY
-      IntegrationUri: !Sub arn:aws:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/functions/${{EchoFunction.Arn}}/invocations
+      IntegrationUri: !Sub {INVOKE}/${{EchoFunction.Arn}}/invocations
   ConnectFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -329,3 +334,134 @@ def test_strict_connect_result_makes_them_502s(
                 ws_connect(server.url + query)
             assert refused.value.response.status_code == 502
     assert "MalformedProxyResponse: $connect returned {}" in caplog.text
+
+
+# -- 1. the API's own endpoint ---------------------------------------------------------------
+
+ENDPOINT_PY = """
+import json
+import os
+
+import boto3
+
+
+def connect(event, context):
+    return {"statusCode": 200}
+
+
+def push(event, context):
+    body = json.loads(event["body"])
+    style = body["style"]
+    if style == "env":  # the endpoint the template builds from the API id
+        client = boto3.client("apigatewaymanagementapi", endpoint_url=os.environ["ENDPOINT"])
+    elif style == "hard-coded":  # the deployed API's id and stage, written in the code
+        client = boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url="https://x1y2z3w4v5.execute-api.eu-west-1.amazonaws.com/production",
+        )
+    else:  # AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI
+        client = boto3.client("apigatewaymanagementapi")
+    me = event["requestContext"]["connectionId"]
+    client.post_to_connection(ConnectionId=me, Data=json.dumps({
+        "style": style,
+        "apiId": event["requestContext"]["apiId"],
+        "endpoint": os.environ["ENDPOINT"],
+    }).encode())
+    return {"statusCode": 200}
+"""
+
+ENDPOINT_YML = f"""
+service: endpoints
+provider:
+  name: aws
+  runtime: {RUNTIME}
+  region: eu-west-1
+  environment:
+    ENDPOINT:
+      Fn::Join:
+        - ''
+        - - 'https://'
+          - Ref: WebsocketsApi
+          - '.execute-api.'
+          - Ref: AWS::Region
+          - '.amazonaws.com/'
+          - '${{sls:stage}}'
+functions:
+  connect:
+    handler: app.connect
+    events: [{{websocket: $connect}}]
+  push:
+    handler: app.push
+    events: [{{websocket: push}}]
+"""
+
+ENDPOINT_SAM = (
+    CONNECT_SAM.replace(
+        "Resources:",
+        """Parameters:
+  Stage:
+    Type: String
+    Default: prod
+Resources:
+  ApiStage:
+    Type: AWS::ApiGatewayV2::Stage
+    Properties:
+      ApiId: !Ref Api
+      StageName: !Ref Stage""",
+        1,
+    )
+    .replace(
+        "RouteKey: $default",
+        "RouteKey: push",  # one-way: the handler's post is the only reply
+    )
+    .replace(
+        """  DefaultResponse:
+    Type: AWS::ApiGatewayV2::RouteResponse
+    Properties:
+      ApiId: !Ref Api
+      RouteId: !Ref DefaultRoute
+      RouteResponseKey: $default
+""",
+        "",
+    )
+    .replace(
+        "Handler: app.echo",
+        "Handler: app.push\n"
+        "      Environment:\n"
+        "        Variables:\n"
+        '          ENDPOINT: !Sub "https://${Api}.execute-api.${AWS::Region}.amazonaws.com/${Stage}"',
+    )
+)
+
+
+@pytest.mark.parametrize("config", ["serverless.yml", "template.yaml"])
+def test_management_calls_to_the_apis_own_endpoint_reach_the_gateway(
+    config: str, tmp_path: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`Ref` to the API (and `WebsocketsApi`), a hard-coded execute-api URL, and a client
+    without an endpoint all post to the local gateway; apiId is the local API's id."""
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    if config == "serverless.yml":
+        write_app(tmp_path, {"serverless.yml": ENDPOINT_YML, "app.py": ENDPOINT_PY})
+        stage = "dev"
+    else:
+        write_app(tmp_path, {"template.yaml": ENDPOINT_SAM, "src/app.py": ENDPOINT_PY})
+        stage = "prod"
+    with serve_functions(tmp_path / config, dynamodb_endpoint=moto_endpoint) as (
+        offline_app,
+        server,
+    ):
+        api_id = offline_app.api_id
+        assert len(api_id) == 10 and api_id.isalnum()
+        assert server.url.endswith(f"/{stage}")
+        with ws_connect(server.url) as ws:
+            for style in ("env", "hard-coded", "default"):
+                ws.send(json.dumps({"action": "push", "style": style}))
+                assert json.loads(recv(ws)) == {
+                    "style": style,
+                    "apiId": api_id,
+                    "endpoint": f"https://{api_id}.execute-api.eu-west-1.amazonaws.com/{stage}",
+                }
+    # The same file gets the same id on every run.
+    with open_offline_app(tmp_path / config, dynamodb_endpoint=moto_endpoint) as again:
+        assert again.api_id == api_id

@@ -24,6 +24,7 @@ placeholders, so nothing reaches a real AWS account unless `aws=True` says so.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -64,9 +65,13 @@ class OfflineApp:
         aws: bool = False,
         strict_connect_result: bool = False,
         local_dynamodb: LocalDynamoDB | None = None,
+        api_id: str | None = None,
     ) -> None:
         self.spec = spec
         self.stage = spec.stage
+        #: The local API's id: `requestContext.apiId`, and what `Ref`s to the API are.
+        self.api_id = api_id or local_api_id(spec.source)
+        self.aws = aws
         self.dynamodb_endpoint = dynamodb_endpoint
         self.origins: tuple[str, ...] = ()
         #: Placeholders unless the user asked for their real account (`aws`) and has one.
@@ -96,6 +101,14 @@ class OfflineApp:
     def attach(self, host: str, port: int) -> None:
         """Give function processes started from now on the gateway's addresses (https rewrite)."""
         self.origins = gateway_origins(host, port)
+        log.info(
+            "API id %s: the functions' https://%s.execute-api.%s.amazonaws.com/%s "
+            "(any API id) reaches this gateway",
+            self.api_id,
+            self.api_id,
+            self.spec.region,
+            self.stage,
+        )
 
     def pids(self) -> list[int]:
         """The function processes alive now."""
@@ -130,7 +143,18 @@ class OfflineApp:
             origins=self.origins,
             dummy_credentials=self.dummy_credentials,
             dynamodb_endpoint=self.dynamodb_endpoint,
+            api_id=self.api_id,
+            stage=self.stage,
+            real_aws=self.aws,
         )
+
+
+def local_api_id(source: Path) -> str:
+    """A 10-character id like API Gateway's, the same for a file on every run."""
+    digest = hashlib.sha256(str(source.resolve()).encode()).digest()
+    number = int.from_bytes(digest[:8], "big")
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    return "".join(alphabet[(number >> (6 * i)) % 36] for i in range(10))
 
 
 def _bind(
@@ -176,15 +200,19 @@ def _authorizer_handler(pool: FunctionPool) -> Callable[[Event, Any], Awaitable[
     return invoke
 
 
-def load_app_spec(path: Path, *, stage: str | None = None) -> AppSpec:
-    """Read serverless.yml or a SAM/CloudFormation template (told apart by their content)."""
+def load_app_spec(path: Path, *, stage: str | None = None, api_id: str | None = None) -> AppSpec:
+    """Read serverless.yml or a SAM/CloudFormation template (told apart by their content).
+
+    `api_id`: what `Ref`s to the WebSocket API evaluate to (default: `local_api_id`).
+    """
     if not path.is_file():
         raise TargetError(f"no such file: {path}")
     doc = load_document(path)
+    api_id = api_id or local_api_id(path)
     if isinstance(doc, dict) and ("service" in doc or "provider" in doc):
-        return serverless_spec(doc, path, stage=stage)
+        return serverless_spec(doc, path, stage=stage, api_id=api_id)
     if isinstance(doc, dict) and "Resources" in doc:
-        return sam_spec(doc, path, stage=stage)
+        return sam_spec(doc, path, stage=stage, api_id=api_id)
     raise ConfigError(
         f"{path}: neither a serverless.yml (service, provider, functions) "
         "nor a SAM/CloudFormation template (Resources)"
@@ -213,6 +241,7 @@ def open_offline_app(
     max_processes: int = DEFAULT_MAX_PROCESSES,
     aws: bool = False,
     strict_connect_result: bool = False,
+    api_id: str | None = None,
 ) -> OfflineApp:
     """Load serverless.yml or template.yaml; create its DynamoDB tables on a local DynamoDB.
 
@@ -220,12 +249,14 @@ def open_offline_app(
     The handlers' DynamoDB is `dynamodb_endpoint` (or AWS_ENDPOINT_URL_DYNAMODB), else a
     moto server started here; the tables under `Resources` are created there if missing.
     `aws` instead lets the handlers use the user's AWS account, real DynamoDB included.
-    `strict_connect_result`: `$connect` must return a proxy response (else 502). Call
+    `strict_connect_result`: `$connect` must return a proxy response (else 502). `api_id`:
+    the local API's (default: `local_api_id(path)`); serve the app with it. Call
     `attach()` once the gateway listens, and `close()` after it stopped.
     """
     path = Path(path)
     require_modules({"yaml": "PyYAML", "boto3": "boto3"}, f"serving {path.name}")
-    spec = load_app_spec(path, stage=stage)
+    api_id = api_id or local_api_id(path)
+    spec = load_app_spec(path, stage=stage, api_id=api_id)
     running = f"python{sys.version_info.major}.{sys.version_info.minor}"
     declared = sorted({fn.runtime for fn in spec.functions} - {running})
     if declared:
@@ -259,6 +290,7 @@ def open_offline_app(
         aws=aws,
         strict_connect_result=strict_connect_result,
         local_dynamodb=local_dynamodb,
+        api_id=api_id,
     )
     try:
         if endpoint and spec.tables:

@@ -6,7 +6,10 @@
 - `Intrinsics`: evaluates `Ref`, `Fn::GetAtt`, `Fn::Sub`, `Fn::Join`, `Fn::Select`,
   `Fn::Split`, `Fn::FindInMap` and `Fn::Base64` against a template's resources, parameter
   defaults and pseudo parameters. A `Ref` to a DynamoDB table is its TableName, to a
-  function its FunctionName: the values deployed code sees in its environment.
+  function its FunctionName, to the WebSocket API the local API's id, to its stage the
+  stage served: the values deployed code sees in its environment (so the
+  `https://${Api}.execute-api.${AWS::Region}.amazonaws.com/${Stage}` a handler builds
+  reaches the local gateway, see `wsgate.offline.function_process`).
 - `table_spec`: an `AWS::DynamoDB::Table` as `CreateTable` parameters, to create it in a
   local DynamoDB (moto, DynamoDB Local) the way serverless-dynamodb-local does.
 """
@@ -36,6 +39,8 @@ SIMPLE_TABLE = "AWS::Serverless::SimpleTable"
 LAMBDA_FUNCTION = "AWS::Lambda::Function"
 SERVERLESS_FUNCTION = "AWS::Serverless::Function"
 FUNCTION_TYPES = (LAMBDA_FUNCTION, SERVERLESS_FUNCTION)
+API = "AWS::ApiGatewayV2::Api"
+API_STAGE = "AWS::ApiGatewayV2::Stage"
 
 #: `Fn::Sub` placeholders: `${Name}`, `${Resource.Attribute}`, `${!Literal}`.
 _SUB = re.compile(r"\$\{([^}]*)\}")
@@ -137,8 +142,13 @@ class Intrinsics:
         parameters: Mapping[str, Any] | None = None,
         mappings: Mapping[str, Any] | None = None,
         variables: Callable[[Any, str], Any] | None = None,
+        api_id: str | None = None,
     ) -> None:
         self.source = source
+        #: The local API's id: what a `Ref` to the WebSocket API is (its logical id if None).
+        self.api_id = api_id
+        #: The stage served: what a `Ref` to an API stage is, once the loader knows it.
+        self.stage: str | None = None
         #: Resolves a string's own variables first (serverless.yml's `${...}`), if any.
         self.variables = variables
         self.resource = resource
@@ -305,7 +315,11 @@ class Intrinsics:
                 return self.function_name(name, resource)
         finally:
             self._active.pop()
-        # Other resources (APIs, integrations, routes...): their logical id stands for the
+        if kind == API and self.api_id is not None:
+            return self.api_id
+        if kind == API_STAGE and self.stage is not None:
+            return self.stage
+        # Other resources (integrations, routes...): their logical id stands for the
         # physical id, as `sam local` does.
         if not str(kind).startswith("AWS::ApiGatewayV2::"):
             log.warning(
@@ -349,6 +363,10 @@ class Intrinsics:
                     return arn
                 if attribute == "StreamArn":
                     return f"{arn}/stream/1970-01-01T00:00:00.000"
+            if kind == API and self.api_id is not None and attribute == "ApiId":
+                return self.api_id
+            if kind == API and self.api_id is not None and attribute == "ApiEndpoint":
+                return f"wss://{self.api_id}.execute-api.{region}.amazonaws.com"
             if kind in FUNCTION_TYPES and attribute == "Arn":
                 return (
                     f"arn:aws:lambda:{region}:{account}:function:"

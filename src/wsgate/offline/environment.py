@@ -17,7 +17,11 @@ import time
 import uuid
 from collections.abc import Mapping
 
-from wsgate.offline.function_process import ORIGINS_VARIABLE
+from wsgate.offline.function_process import (
+    EXECUTE_API_VARIABLE,
+    ORIGINS_VARIABLE,
+    REAL_AWS_VARIABLE,
+)
 from wsgate.offline.spec import FunctionSpec
 
 #: Credentials for function processes (and table creation) unless the user's are wanted.
@@ -39,12 +43,17 @@ def function_environment(
     origins: tuple[str, ...],
     dummy_credentials: bool,
     dynamodb_endpoint: str | None,
+    api_id: str = "",
+    stage: str = "",
+    real_aws: bool = False,
 ) -> dict[str, str]:
     """A function process's environment: the user's, the function's, then Lambda's own.
 
     `origins` are the gateway's `host:port` authorities (see `gateway_origins`);
     `dummy_credentials` replaces the user's credentials with placeholders (credentials the
-    function itself declares are kept).
+    function itself declares are kept). `api_id` and `stage`: the local API's, so a
+    management client made without an endpoint (AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI)
+    reaches the gateway too; `real_aws`: calls to other AWS hosts are meant (`--aws`).
     """
     env = dict(os.environ)
     env.update(fn.environment)
@@ -66,8 +75,15 @@ def function_environment(
             "TZ": "UTC",
             "IS_OFFLINE": "true",
             ORIGINS_VARIABLE: ",".join(origins),
+            EXECUTE_API_VARIABLE: _execute_api(origins, stage),
+            REAL_AWS_VARIABLE: "1" if real_aws else "",
         }
     )
+    if api_id and stage:
+        env.setdefault(
+            "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI",
+            f"https://{api_id}.execute-api.{region}.amazonaws.com/{stage}",
+        )
     if dummy_credentials and "AWS_ACCESS_KEY_ID" not in fn.environment:
         for name in _USER_CREDENTIALS:
             env.pop(name, None)
@@ -76,6 +92,15 @@ def function_environment(
     if dynamodb_endpoint:
         env["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_endpoint
     return env
+
+
+def _execute_api(origins: tuple[str, ...], stage: str) -> str:
+    """Where API Gateway management calls go: the gateway over loopback if it listens
+    there, else its first address; empty before the gateway listens."""
+    if not origins or not stage:
+        return ""
+    loopback = [origin for origin in origins if origin.startswith("127.0.0.1:")]
+    return f"{(loopback or list(origins))[0]}/{stage}"
 
 
 def gateway_origins(host: str, port: int) -> tuple[str, ...]:

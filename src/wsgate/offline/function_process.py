@@ -31,9 +31,15 @@ patching `boto3.client` would miss sessions, resources and clients made before t
 Every botocore request, whatever made it, goes through `URLLib3Session.send`, so the process
 wraps that one method, before any user code is imported: a request to
 `https://<gateway authority>/...` (the authorities are in WSGATE_GATEWAY_ORIGINS, which the
-process removes from its environment) is sent to `http://<same authority>/...`. Nothing
-else changes: other hosts, DynamoDB, real AWS endpoints are untouched. The gateway's
-`@connections` API checks no signatures, so the dummy credentials sign well enough.
+process removes from its environment) is sent to `http://<same authority>/...`. So is a
+request to API Gateway's own `https://<api id>.execute-api.<region>.amazonaws.com/<stage>/
+@connections/...`, the endpoint handlers build from the API id (a `Ref`, an environment
+variable, AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI, or hard-coded with the deployed id):
+it goes to the gateway (WSGATE_EXECUTE_API, `host:port/stage`), under the stage served.
+Other hosts are untouched; a call to another AWS endpoint is logged once per host, saying
+that wsgate does not serve it and where it goes (real AWS with `--aws`; otherwise AWS
+refuses the placeholder credentials). The gateway's `@connections` API checks no
+signatures, so the dummy credentials sign well enough.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -59,12 +66,25 @@ from wsgate.offline.spec import LOCAL_ACCOUNT_ID
 
 #: Comma-separated `host:port` authorities whose https URLs go to the gateway over http.
 ORIGINS_VARIABLE = "WSGATE_GATEWAY_ORIGINS"
+#: `host:port/stage`: where API Gateway management calls (`*.execute-api.*`) go instead.
+EXECUTE_API_VARIABLE = "WSGATE_EXECUTE_API"
+#: "1" when the handlers may use the user's real AWS account (`--aws`).
+REAL_AWS_VARIABLE = "WSGATE_REAL_AWS"
+
+#: API Gateway's default endpoint of an API: `<api id>.execute-api.<region>.amazonaws.com`.
+_EXECUTE_API_HOST = re.compile(
+    r"^[a-z0-9]+\.execute-api\.[a-z0-9-]+\.amazonaws\.com(\.cn)?(:443)?$"
+)
+#: Any other AWS endpoint (logged, not changed).
+_AWS_HOST = re.compile(r"(^|\.)(amazonaws\.com(\.cn)?|api\.aws)(:\d+)?$")
 
 _LOG_FORMAT = "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s"
 
 
-def install_https_rewrite(origins: str) -> bool:
-    """Send botocore's `https://<origin>/...` requests to `http://<origin>/...` instead.
+def install_https_rewrite(origins: str, execute_api: str = "", real_aws: bool = False) -> bool:
+    """Send botocore's `https://<origin>/...` requests to `http://<origin>/...` instead, and
+    API Gateway management calls (`https://<id>.execute-api.<region>.amazonaws.com/<stage>/
+    ...`) to `http://<execute_api>/...` (`host:port/stage`); log calls to other AWS hosts.
 
     Returns False (and changes nothing) when there is no origin or botocore is missing.
     """
@@ -76,14 +96,33 @@ def install_https_rewrite(origins: str) -> bool:
     except ImportError:
         return False
     original = URLLib3Session.send
+    logged: set[str] = set()
 
     def send(self: URLLib3Session, request: Any) -> Any:
         url: str = request.url
-        if url[:8].lower() == "https://":
-            rest = url[8:]
-            end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-            if rest[:end].lower() in authorities:
-                request.url = "http://" + rest
+        scheme, _, rest = url.partition("://")
+        end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        host, path = rest[:end].lower(), rest[end:]
+        if scheme.lower() == "https" and host in authorities:
+            request.url = "http://" + rest
+        elif execute_api and _EXECUTE_API_HOST.match(host):
+            # /<their stage>/@connections/... -> /<stage served>/@connections/...
+            tail = path.lstrip("/").partition("/")[2]
+            request.url = f"http://{execute_api}/{tail}"
+        elif _AWS_HOST.search(host) and host not in logged:
+            logged.add(host)
+            print(
+                f"wsgate: {os.environ.get('AWS_LAMBDA_FUNCTION_NAME', 'a function')} calls "
+                f"{scheme}://{host}, which wsgate does not serve locally: "
+                + (
+                    "it goes to your AWS account (--aws)"
+                    if real_aws
+                    else "AWS will refuse wsgate's placeholder credentials (run with --aws "
+                    "to use your account, or point the client at a local endpoint)"
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
         return original(self, request)
 
     send.__wrapped__ = original  # type: ignore[attr-defined]
@@ -310,7 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     # itself, after running $disconnect in them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _watch_parent(os.getppid())
-    install_https_rewrite(os.environ.pop(ORIGINS_VARIABLE, ""))
+    install_https_rewrite(
+        os.environ.pop(ORIGINS_VARIABLE, ""),
+        os.environ.pop(EXECUTE_API_VARIABLE, ""),
+        os.environ.pop(REAL_AWS_VARIABLE, "") == "1",
+    )
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     sys.path[:] = [task_root, *(p for p in sys.path if p not in ("", task_root, os.getcwd()))]
     for stream in (sys.stdout, sys.stderr):

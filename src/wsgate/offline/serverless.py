@@ -31,6 +31,8 @@ from typing import Any
 from wsgate.core.routing import CONNECT, DISCONNECT
 from wsgate.exceptions import ConfigError
 from wsgate.offline.cloudformation import (
+    API,
+    API_STAGE,
     DYNAMODB_TABLE,
     LAMBDA_FUNCTION,
     Intrinsics,
@@ -57,10 +59,21 @@ def _logical_function_id(key: str) -> str:
     return normalized.replace("-", "Dash").replace("_", "Underscore") + "LambdaFunction"
 
 
+#: The logical ids the Serverless Framework gives the WebSocket API and its stage.
+WEBSOCKETS_API = "WebsocketsApi"
+WEBSOCKETS_STAGE = "WebsocketsDeploymentStage"
+
+
 def serverless_spec(
-    doc: Any, path: Path, *, stage: str | None = None, environ: Mapping[str, str] | None = None
+    doc: Any,
+    path: Path,
+    *,
+    stage: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    api_id: str | None = None,
 ) -> AppSpec:
-    """The WebSocket functions of a parsed serverless.yml."""
+    """The WebSocket functions of a parsed serverless.yml; `api_id` is what `{Ref:
+    WebsocketsApi}` evaluates to (the local API's id)."""
     if not isinstance(doc, dict):
         raise ConfigError(f"{path.name}: expected a mapping at the top level")
     r = VariableResolver(doc, path, stage, os.environ if environ is None else environ)
@@ -72,7 +85,10 @@ def serverless_spec(
     stage_name = r.stage
     region = r.region
 
-    synthetic: dict[str, dict[str, Any]] = {}
+    synthetic: dict[str, dict[str, Any]] = {
+        WEBSOCKETS_API: {"Type": API, "Properties": {"ProtocolType": "WEBSOCKET"}},
+        WEBSOCKETS_STAGE: {"Type": API_STAGE, "Properties": {"StageName": stage_name}},
+    }
     keys = r.keys("functions")
     for key in keys:
         name = r.get(f"functions.{key}.name") or f"{service}-{stage_name}-{key}"
@@ -92,7 +108,9 @@ def serverless_spec(
         resource=resource,
         pseudo=Pseudo(region=region, stack_name=f"{service}-{stage_name}"),
         variables=r.shallow,
+        api_id=api_id,
     )
+    intrinsics.stage = stage_name
 
     provider_env = _environment(r, intrinsics, "provider.environment")
     routes_of = {key: _websocket_routes(r, key) for key in keys}

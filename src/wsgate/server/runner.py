@@ -22,7 +22,8 @@ from wsgate.app import App
 from wsgate.core.limits import Limits
 from wsgate.exceptions import ConfigError, WsgateError
 from wsgate.server.delivery import OtherNodes
-from wsgate.server.front import FrontDoor, limit_log_floods
+from wsgate.server.front import FrontDoor
+from wsgate.server.listener import Listener, listening_socket, limit_log_floods
 from wsgate.server.gateway import Gateway
 from wsgate.server.http import http_runner, socket_paths
 from wsgate.server.pages import DEFAULT_PAGES, Pages
@@ -137,7 +138,7 @@ async def serve(
         access_keys=keys,
         pages=pages,
     )
-    listener: asyncio.Server | None = None
+    listener: Listener | None = None
     try:
         await runner.setup()
         http_protocol = runner.server
@@ -151,15 +152,12 @@ async def serve(
             )
 
         try:
-            if sock is not None:
-                listener = await loop.create_server(front_door, sock=sock, backlog=backlog)
-            else:
-                listener = await loop.create_server(
-                    front_door, host, port, backlog=backlog, reuse_address=True
-                )
+            listening = sock if sock is not None else listening_socket(host, port, backlog)
+            listener = Listener(loop, front_door, listening, backlog)
+            await listener.start()
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        yield Server(gateway, host, _bound_port(listener))
+        yield Server(gateway, host, listener.port)
     finally:
         if listener is not None:
             listener.close()
@@ -407,6 +405,7 @@ def run_node(
             node_timeout=config.node_timeout,
             worker=worker is not None,
             listener=listener,
+            api_id=functions.api_id if functions is not None else None,
             pages=Pages(demo=config.target is None, console=config.console),
         )
     finally:
@@ -444,6 +443,7 @@ def _serve_until_stopped(
     worker: bool,
     listener: socket.socket | None,
     pages: Pages,
+    api_id: str | None = None,
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then close every connection and stop.
 
@@ -483,6 +483,7 @@ def _serve_until_stopped(
             peers=peers,
             node_id=node_id,
             node_timeout=node_timeout,
+            api_id=api_id,
             sock=listener,
             pages=pages,
         ) as server:
