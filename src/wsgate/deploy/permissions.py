@@ -261,7 +261,8 @@ class _Analyser:
                 f"{self.source.name} uses wsgate.connections in a way the analyser cannot "
                 f"follow, at {self.source.at(node)}"
             )
-        elif inspect.ismethod(value) and _is_connections(value.__self__):
+        elif _is_connections(getattr(value, "__self__", None)):
+            # A bound method; not inspect.ismethod when the compiled build's Connections has it.
             self.note_op(value.__name__, node)
         else:
             self._follow(value)
