@@ -18,7 +18,9 @@ from typing import Any
 from setuptools import setup
 
 # The modules a message passes through, from the frame callback to the transport's send,
-# chosen by profiling `python -m wsgate.bench.hotpath` (docs/benchmarks.md).
+# chosen by profiling `python -m wsgate.bench.hotpath` (docs/benchmarks.md). Not
+# server/connection.py: its LiveConnection subclasses picows' Cython WSListener, which a
+# mypyc class cannot extend safely (the compiled build crashed in the garbage collector).
 HOT_PATH = [
     "src/wsgate/core/events.py",
     "src/wsgate/core/ids.py",
@@ -28,7 +30,6 @@ HOT_PATH = [
     "src/wsgate/connection_api.py",
     "src/wsgate/context.py",
     "src/wsgate/dispatch.py",
-    "src/wsgate/server/connection.py",
     "src/wsgate/server/delivery.py",
     "src/wsgate/server/gateway.py",
     "src/wsgate/server/invoker.py",

@@ -70,7 +70,7 @@ class _Path:
     steps: tuple[Step, ...]
 
 
-def validate_route_key(key: str) -> None:
+def validate_route_key(key: object) -> None:
     """Raise ConfigError unless `key` may name a route (custom keys must not start with `$`)."""
     if not isinstance(key, str) or not key:
         raise ConfigError(f"a route key must be a non-empty string, got {key!r}")
@@ -164,7 +164,9 @@ class RouteSelector:
 
     __slots__ = ("_parts", "_single_key", "expression")
 
-    def __init__(self, expression: str) -> None:
+    def __init__(self, expression: object) -> None:
+        # `object`, not `str`: the check below must run (and raise ConfigError) in the
+        # compiled build too, where a `str` annotation would raise TypeError first.
         if not isinstance(expression, str) or not expression:
             raise ConfigError("the route selection expression must be a non-empty string")
         self.expression = expression
