@@ -22,10 +22,10 @@ from wsgate.app import App
 from wsgate.core.limits import Limits
 from wsgate.exceptions import ConfigError, WsgateError
 from wsgate.server.delivery import OtherNodes
-from wsgate.server.front import FrontDoor
-from wsgate.server.listener import Listener, listening_socket, limit_log_floods
+from wsgate.server.front import FrontDoor, limit_log_floods
 from wsgate.server.gateway import Gateway
 from wsgate.server.http import http_runner, socket_paths
+from wsgate.server.listener import Listener, listening_socket
 from wsgate.server.pages import DEFAULT_PAGES, Pages
 from wsgate.server.peers import Peers
 from wsgate.server.redis_bus import NODE_TIMEOUT, RedisBus
@@ -188,13 +188,6 @@ def _check_stage(stage: str) -> None:
         raise ConfigError(f"bad stage name {stage!r}: use letters, digits, '-' or '_'")
 
 
-def _bound_port(listener: asyncio.Server) -> int:
-    for sock in listener.sockets:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            return int(sock.getsockname()[1])
-    raise RuntimeError("the listener has no TCP socket")
-
-
 @dataclass(frozen=True, kw_only=True)
 class ServeConfig:
     """Everything `wsgate serve` takes, for `run()`: the CLI builds one from its options.
@@ -228,6 +221,9 @@ class ServeConfig:
     aws: bool = False
     #: For serverless.yml/SAM targets: `$connect` must return a proxy response (else 502).
     strict_connect_result: bool = False
+    #: For serverless.yml/SAM targets: `KEY=VALUE` words, serverless.yml's `${param:KEY}`
+    #: (`--param`) and a template's parameter overrides (`--parameter-overrides`).
+    parameters: tuple[str, ...] = ()
     reload: bool = False
     workers: int = 1
     #: With a Redis store: this node's id (random if None; `-K` is added per worker), and
@@ -347,6 +343,7 @@ def run_node(
             dynamodb_endpoint=config.dynamodb_endpoint,
             aws=config.aws,
             strict_connect_result=config.strict_connect_result,
+            parameters=config.parameters,
         )
         app, stage = functions.app, functions.stage
     else:
