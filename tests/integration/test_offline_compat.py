@@ -24,6 +24,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.conftest import TIMEOUT, recv, run_gateway, ws_connect
 from tests.moto_server import isolate_aws_config
+from wsgate.exceptions import ConfigError
 from wsgate.offline.app import OfflineApp, open_offline_app
 from wsgate.server import Server
 
@@ -465,3 +466,218 @@ def test_management_calls_to_the_apis_own_endpoint_reach_the_gateway(
     # The same file gets the same id on every run.
     with open_offline_app(tmp_path / config, dynamodb_endpoint=moto_endpoint) as again:
         assert again.api_id == api_id
+
+
+# -- 3. variables and parameters -------------------------------------------------------------
+
+ENV_PY = """
+import json
+import os
+
+
+def connect(event, context):
+    return {"statusCode": 200}
+
+
+def env(event, context):
+    names = json.loads(event["body"])["names"]
+    return {"statusCode": 200, "body": json.dumps({name: os.environ.get(name) for name in names})}
+"""
+
+VARIABLES_YML = f"""
+service: vars
+plugins: [serverless-pseudo-parameters]
+provider:
+  name: aws
+  runtime: {RUNTIME}
+  stage: ${{opt:stage, 'staging'}}
+  environment:
+    TOKEN: ${{param:token}}
+    SECRET: ${{ssm:/vars/secret}}
+    FROM_ENV: ${{env:VARS_FROM_ENV}}
+    GREETING: ${{file(./config.yml):greeting}}
+    STAGE: ${{sls:stage}}
+    ACCOUNT_QUEUE: https://sqs.#{{AWS::Region}}.amazonaws.com/#{{AWS::AccountId}}/jobs
+    TABLE_ARN: '#{{NotesTable.Arn}}'
+functions:
+  connect:
+    handler: app.connect
+    events: [{{websocket: $connect}}]
+  env:
+    handler: app.env
+    events: [{{websocket: {{route: env, routeResponseSelectionExpression: $default}}}}]
+resources:
+  Conditions:
+    IsProd: {{Fn::Equals: ['${{sls:stage}}', prod]}}
+  Resources:
+    NotesTable:
+      Type: AWS::DynamoDB::Table
+      Properties:
+        TableName: vars-notes
+        BillingMode: PAY_PER_REQUEST
+        AttributeDefinitions: [{{AttributeName: id, AttributeType: S}}]
+        KeySchema: [{{AttributeName: id, KeyType: HASH}}]
+    ProdOnlyTable:
+      Type: AWS::DynamoDB::Table
+      Condition: IsProd
+      Properties:
+        TableName: vars-prod-only
+        BillingMode: PAY_PER_REQUEST
+        AttributeDefinitions: [{{AttributeName: id, AttributeType: S}}]
+        KeySchema: [{{AttributeName: id, KeyType: HASH}}]
+"""
+
+VARIABLE_NAMES = [
+    "TOKEN",
+    "SECRET",
+    "FROM_ENV",
+    "GREETING",
+    "STAGE",
+    "ACCOUNT_QUEUE",
+    "TABLE_ARN",
+    "IS_OFFLINE",
+]
+
+
+def test_serverless_variables_params_and_pseudo_parameters(
+    tmp_path: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`${param:}` and `${ssm:}` from --param, `${env:}`, `${file()}`, `${opt:stage}`'s
+    fallback, `#{...}` of serverless-pseudo-parameters, a resource under a false Condition."""
+    monkeypatch.setenv("VARS_FROM_ENV", "from the shell")
+    write_app(
+        tmp_path,
+        {"serverless.yml": VARIABLES_YML, "app.py": ENV_PY, "config.yml": "greeting: hello\n"},
+    )
+    path = tmp_path / "serverless.yml"
+    with pytest.raises(ConfigError) as missing:
+        open_offline_app(path, dynamodb_endpoint=moto_endpoint, parameters=["token=t0k"])
+    assert "--param 'ssm:/vars/secret=VALUE'" in str(missing.value)
+    with serve_functions(
+        path, dynamodb_endpoint=moto_endpoint, parameters=["token=t0k", "ssm:/vars/secret=s3cr3t"]
+    ) as (offline_app, server):
+        assert [table.name for table in offline_app.spec.tables] == ["vars-notes"]
+        with ws_connect(server.url) as ws:
+            seen = ask(ws, "env", names=VARIABLE_NAMES)
+    assert seen == {
+        "TOKEN": "t0k",
+        "SECRET": "s3cr3t",
+        "FROM_ENV": "from the shell",
+        "GREETING": "hello",
+        "STAGE": "staging",
+        "ACCOUNT_QUEUE": "https://sqs.us-east-1.amazonaws.com/000000000000/jobs",
+        "TABLE_ARN": "arn:aws:dynamodb:us-east-1:000000000000:table/vars-notes",
+        "IS_OFFLINE": "true",
+    }
+
+
+PARAMETERS_SAM = (
+    CONNECT_SAM.replace(
+        "Resources:",
+        """Parameters:
+  Environment:
+    Type: String
+  Suffix:
+    Type: String
+    Default: default-suffix
+  Owner:
+    Type: String
+    Default: nobody
+Conditions:
+  IsProd: !Equals [!Ref Environment, prod]
+  IsNotProd: !Not [!Condition IsProd]
+  IsStagingOwnedByMe: !And [!Condition IsNotProd, !Equals [!Ref Owner, me]]
+  Either: !Or [!Condition IsProd, !Condition IsStagingOwnedByMe]
+Resources:
+  ProdTable:
+    Type: AWS::DynamoDB::Table
+    Condition: IsProd
+    Properties:
+      TableName: prod-table
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]
+      KeySchema: [{AttributeName: id, KeyType: HASH}]""",
+        1,
+    )
+    .replace(
+        "    CodeUri: src/",
+        """    CodeUri: src/
+    Environment:
+      Variables:
+        SUFFIX: !Ref Suffix
+        MODE: !If [IsProd, production, development]
+        EITHER: !If [Either, "yes", "no"]
+        DROPPED: !If [IsProd, set, !Ref AWS::NoValue]
+        STACK: !Sub "${AWS::StackName}/${AWS::AccountId}/${AWS::Region}\"""",
+    )
+    .replace("RouteKey: $default", "RouteKey: env")
+    .replace("Handler: app.echo", "Handler: app.env")
+)
+
+SAMCONFIG = """
+version = 0.1
+[default.global.parameters]
+stack_name = "my-stack"
+[default.deploy.parameters]
+region = "eu-north-1"
+parameter_overrides = "Environment=staging Suffix=from-samconfig"
+"""
+
+
+def test_sam_parameters_samconfig_and_conditions(tmp_path: Path, moto_endpoint: str) -> None:
+    """samconfig.toml's stack_name, region and parameter_overrides; --parameter-overrides
+    over them; Conditions with Fn::If, Fn::Equals/Not/And/Or; AWS::NoValue; Globals."""
+    write_app(tmp_path, {"template.yaml": PARAMETERS_SAM, "src/app.py": ENV_PY})
+    names = ["SUFFIX", "MODE", "EITHER", "DROPPED", "STACK", "IS_OFFLINE"]
+    path = tmp_path / "template.yaml"
+    with pytest.raises(ConfigError) as missing:
+        open_offline_app(path, dynamodb_endpoint=moto_endpoint)
+    assert "--parameter-overrides Environment=VALUE" in str(missing.value)
+    (tmp_path / "samconfig.toml").write_text(SAMCONFIG)
+    with serve_functions(path, dynamodb_endpoint=moto_endpoint, parameters=["Owner=me"]) as (
+        offline_app,
+        server,
+    ):
+        assert offline_app.spec.tables == ()  # ProdTable's condition is false
+        with ws_connect(server.url) as ws:
+            seen = ask(ws, "env", names=names)
+    assert seen == {
+        "SUFFIX": "from-samconfig",
+        "MODE": "development",
+        "EITHER": "yes",
+        "DROPPED": None,
+        "STACK": "my-stack/000000000000/eu-north-1",
+        "IS_OFFLINE": "true",
+    }
+    with open_offline_app(
+        path, dynamodb_endpoint=moto_endpoint, parameters=["Environment=prod", "Suffix=cli"]
+    ) as prod:
+        env = prod.environment(prod.spec.functions[1])
+        assert [table.name for table in prod.spec.tables] == ["prod-table"]
+    assert (env["SUFFIX"], env["MODE"], env["DROPPED"]) == ("cli", "production", "set")
+
+
+# -- 4. Python versions ----------------------------------------------------------------------
+
+
+def test_an_older_python_is_a_note_and_a_newer_one_a_warning(
+    tmp_path: Path, moto_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "wsgate.offline")
+    for runtime in ("python3.8", "python3.99"):
+        write_app(
+            tmp_path,
+            {"serverless.yml": CONNECT_YML.replace(RUNTIME, runtime), "app.py": CONNECT_PY},
+        )
+        with open_offline_app(tmp_path / "serverless.yml", dynamodb_endpoint=moto_endpoint):
+            pass
+    here = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    notes = [(r.levelname, r.getMessage()) for r in caplog.records if "declares" in r.getMessage()]
+    assert notes == [
+        ("INFO", f"serverless.yml declares python3.8; its functions run on this Python, {here}"),
+        (
+            "WARNING",
+            f"serverless.yml declares python3.99, newer than this Python ({here}): code that "
+            "needs python3.99 may fail here; run wsgate with python3.99",
+        ),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shlex
 import sys
 
 import click
@@ -146,6 +147,21 @@ from wsgate.store import DEFAULT_STORE_URL
     "is a 502 (REST APIs' rule) instead of accepting the connection.",
 )
 @click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="For serverless.yml: the value of ${param:KEY}, as serverless --param (repeatable); "
+    "also a value for a variable that needs AWS, e.g. --param 'ssm:/app/key=VALUE'.",
+)
+@click.option(
+    "--parameter-overrides",
+    multiple=True,
+    metavar="'KEY=VALUE ...'",
+    help="For template.yaml: parameter values, as sam --parameter-overrides (over "
+    "samconfig.toml's parameter_overrides and the parameters' Default).",
+)
+@click.option(
     "--node-id",
     metavar="NAME",
     help="With a Redis store: this gateway node's id (default: host name and a random "
@@ -199,6 +215,8 @@ def serve(
     dynamodb_endpoint: str | None,
     aws: bool,
     strict_connect_result: bool,
+    params: tuple[str, ...],
+    parameter_overrides: tuple[str, ...],
     node_id: str | None,
     node_timeout: float,
     reload: bool,
@@ -209,6 +227,9 @@ def serve(
     no TARGET serves the demo app."""
     # Without --stage a serverless.yml/SAM file's own stage is used.
     stage_given = click.get_current_context().get_parameter_source("stage")
+    for param in params:
+        if "=" not in param.strip("="):
+            raise click.BadParameter(f"{param!r}: expected KEY=VALUE", param_hint="--param")
     try:
         config = ServeConfig(
             target=target,
@@ -237,6 +258,7 @@ def serve(
             dynamodb_endpoint=dynamodb_endpoint,
             aws=aws,
             strict_connect_result=strict_connect_result,
+            parameters=(*params, *(w for text in parameter_overrides for w in shlex.split(text))),
             node_id=node_id,
             node_timeout=node_timeout,
             reload=reload,

@@ -31,7 +31,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -45,7 +45,7 @@ from wsgate.offline.cloudformation import load_document
 from wsgate.offline.environment import function_environment, gateway_origins, has_credentials
 from wsgate.offline.local_dynamodb import LocalDynamoDB
 from wsgate.offline.pool import DEFAULT_MAX_PROCESSES, FunctionError, FunctionPool
-from wsgate.offline.sam import sam_spec
+from wsgate.offline.sam import parse_parameter_overrides, sam_spec
 from wsgate.offline.serverless import serverless_spec
 from wsgate.offline.spec import AppSpec, FunctionSpec
 from wsgate.offline.tables import create_tables
@@ -149,6 +149,35 @@ class OfflineApp:
         )
 
 
+def _note_runtimes(spec: AppSpec) -> None:
+    """One line per Python the functions declare other than this one: a note for an older
+    one (they run here, as most code does), a warning for a newer one (they may not)."""
+    running = sys.version_info[:2]
+    here = f"python{running[0]}.{running[1]}"
+    for runtime in sorted({fn.runtime for fn in spec.functions} - {here}):
+        try:
+            declared = tuple(int(part) for part in runtime.removeprefix("python").split("."))
+        except ValueError:
+            declared = running
+        if declared > running:
+            log.warning(
+                "%s declares %s, newer than this Python (%s): code that needs %s may fail "
+                "here; run wsgate with %s",
+                spec.source.name,
+                runtime,
+                here,
+                runtime,
+                runtime,
+            )
+        else:
+            log.info(
+                "%s declares %s; its functions run on this Python, %s",
+                spec.source.name,
+                runtime,
+                here,
+            )
+
+
 def local_api_id(source: Path) -> str:
     """A 10-character id like API Gateway's, the same for a file on every run."""
     digest = hashlib.sha256(str(source.resolve()).encode()).digest()
@@ -200,19 +229,27 @@ def _authorizer_handler(pool: FunctionPool) -> Callable[[Event, Any], Awaitable[
     return invoke
 
 
-def load_app_spec(path: Path, *, stage: str | None = None, api_id: str | None = None) -> AppSpec:
+def load_app_spec(
+    path: Path,
+    *,
+    stage: str | None = None,
+    api_id: str | None = None,
+    parameters: Mapping[str, str] | None = None,
+) -> AppSpec:
     """Read serverless.yml or a SAM/CloudFormation template (told apart by their content).
 
-    `api_id`: what `Ref`s to the WebSocket API evaluate to (default: `local_api_id`).
+    `api_id`: what `Ref`s to the WebSocket API evaluate to (default: `local_api_id`);
+    `parameters`: serverless.yml's `${param:KEY}` (and values for `${ssm:...}`...), a
+    template's parameter overrides.
     """
     if not path.is_file():
         raise TargetError(f"no such file: {path}")
     doc = load_document(path)
     api_id = api_id or local_api_id(path)
     if isinstance(doc, dict) and ("service" in doc or "provider" in doc):
-        return serverless_spec(doc, path, stage=stage, api_id=api_id)
+        return serverless_spec(doc, path, stage=stage, api_id=api_id, params=parameters)
     if isinstance(doc, dict) and "Resources" in doc:
-        return sam_spec(doc, path, stage=stage, api_id=api_id)
+        return sam_spec(doc, path, stage=stage, api_id=api_id, parameters=parameters)
     raise ConfigError(
         f"{path}: neither a serverless.yml (service, provider, functions) "
         "nor a SAM/CloudFormation template (Resources)"
@@ -242,6 +279,7 @@ def open_offline_app(
     aws: bool = False,
     strict_connect_result: bool = False,
     api_id: str | None = None,
+    parameters: Sequence[str] = (),
 ) -> OfflineApp:
     """Load serverless.yml or template.yaml; create its DynamoDB tables on a local DynamoDB.
 
@@ -250,22 +288,20 @@ def open_offline_app(
     moto server started here; the tables under `Resources` are created there if missing.
     `aws` instead lets the handlers use the user's AWS account, real DynamoDB included.
     `strict_connect_result`: `$connect` must return a proxy response (else 502). `api_id`:
-    the local API's (default: `local_api_id(path)`); serve the app with it. Call
+    the local API's (default: `local_api_id(path)`); serve the app with it. `parameters`:
+    `KEY=VALUE` words (`--param`, `--parameter-overrides`). Call
     `attach()` once the gateway listens, and `close()` after it stopped.
     """
     path = Path(path)
     require_modules({"yaml": "PyYAML", "boto3": "boto3"}, f"serving {path.name}")
     api_id = api_id or local_api_id(path)
-    spec = load_app_spec(path, stage=stage, api_id=api_id)
-    running = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    declared = sorted({fn.runtime for fn in spec.functions} - {running})
-    if declared:
-        log.warning(
-            "%s declares %s; its functions run on this interpreter, %s",
-            spec.source.name,
-            ", ".join(declared),
-            running,
-        )
+    spec = load_app_spec(
+        path,
+        stage=stage,
+        api_id=api_id,
+        parameters=parse_parameter_overrides(list(parameters)),
+    )
+    _note_runtimes(spec)
     endpoint = dynamodb_endpoint or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None
     local_dynamodb: LocalDynamoDB | None = None
     if aws:

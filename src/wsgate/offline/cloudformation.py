@@ -4,8 +4,10 @@
   tags load as their long forms (`{"Ref": X}`, `{"Fn::GetAtt": [A, B]}`), so every caller
   sees one shape; a plain YAML loader rejects them, which is why this one exists.
 - `Intrinsics`: evaluates `Ref`, `Fn::GetAtt`, `Fn::Sub`, `Fn::Join`, `Fn::Select`,
-  `Fn::Split`, `Fn::FindInMap` and `Fn::Base64` against a template's resources, parameter
-  defaults and pseudo parameters. A `Ref` to a DynamoDB table is its TableName, to a
+  `Fn::Split`, `Fn::FindInMap`, `Fn::Base64` and `Fn::If` (with the template's
+  `Conditions`: `Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition`) against its
+  resources, parameters (overridden as `sam --parameter-overrides` does, else their
+  Default) and pseudo parameters. A `Ref` to a DynamoDB table is its TableName, to a
   function its FunctionName, to the WebSocket API the local API's id, to its stage the
   stage served: the values deployed code sees in its environment (so the
   `https://${Api}.execute-api.${AWS::Region}.amazonaws.com/${Stage}` a handler builds
@@ -143,6 +145,8 @@ class Intrinsics:
         mappings: Mapping[str, Any] | None = None,
         variables: Callable[[Any, str], Any] | None = None,
         api_id: str | None = None,
+        overrides: Mapping[str, str] | None = None,
+        conditions: Mapping[str, Any] | None = None,
     ) -> None:
         self.source = source
         #: The local API's id: what a `Ref` to the WebSocket API is (its logical id if None).
@@ -155,6 +159,10 @@ class Intrinsics:
         self.pseudo = pseudo
         self.parameters = parameters or {}
         self.mappings = mappings or {}
+        #: Parameter values given by the user (--parameter-overrides, samconfig.toml).
+        self.overrides = overrides or {}
+        self.conditions = conditions or {}
+        self._condition_values: dict[str, bool] = {}
         self._active: list[str] = []
 
     def error(self, where: str, message: str) -> ConfigError:
@@ -249,11 +257,62 @@ class Intrinsics:
                 raise self.error(where, f"Fn::FindInMap {keys} is not in Mappings") from None
         if name == "Fn::Base64":
             return base64.b64encode(self._text(arg, where, name).encode()).decode("ascii")
+        if name == "Fn::If":
+            if not isinstance(arg, list) or len(arg) != 3:
+                raise self.error(where, f"Fn::If needs [condition, then, else], got {arg!r}")
+            chosen = arg[1] if self.condition(self._text(arg[0], where, name), where) else arg[2]
+            return self.evaluate(chosen, where)
+        if name in ("Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or"):
+            return self._condition_function(name, arg, where)
         raise self.error(
             where,
             f"{name} is not supported locally (wsgate evaluates Ref, Fn::GetAtt, Fn::Sub, "
-            "Fn::Join, Fn::Select, Fn::Split, Fn::FindInMap and Fn::Base64)",
+            "Fn::Join, Fn::Select, Fn::Split, Fn::FindInMap, Fn::Base64, Fn::If, Fn::Equals, "
+            "Fn::Not, Fn::And and Fn::Or)",
         )
+
+    def condition(self, name: str, where: str) -> bool:
+        """The value of the template's condition `name` (evaluated once)."""
+        if name not in self._condition_values:
+            if name not in self.conditions:
+                raise self.error(where, f"no condition {name!r} under Conditions")
+            self._enter(f"Conditions.{name}", where)
+            try:
+                self._condition_values[name] = self._truth(
+                    self.conditions[name], f"Conditions.{name}"
+                )
+            finally:
+                self._active.pop()
+        return self._condition_values[name]
+
+    def _truth(self, value: Any, where: str) -> bool:
+        if isinstance(value, dict) and list(value) == ["Condition"]:
+            return self.condition(self._text(value["Condition"], where, "Condition"), where)
+        result = self.evaluate(value, where)
+        if isinstance(result, bool):
+            return result
+        if isinstance(result, str) and result.lower() in ("true", "false"):
+            return result.lower() == "true"
+        raise self.error(where, f"expected a condition, got {json.dumps(result)}")
+
+    def _condition_function(self, name: str, arg: Any, where: str) -> bool:
+        if name == "Fn::Equals":
+            if not isinstance(arg, list) or len(arg) != 2:
+                raise self.error(where, f"Fn::Equals needs [a, b], got {arg!r}")
+            a, b = (self.evaluate(item, where) for item in arg)
+            return bool(_comparable(a) == _comparable(b))
+        items = arg if isinstance(arg, list) else [arg]
+        values = [self._truth(item, where) for item in items]
+        if name == "Fn::Not":
+            if len(values) != 1:
+                raise self.error(where, f"Fn::Not needs [condition], got {arg!r}")
+            return not values[0]
+        return all(values) if name == "Fn::And" else any(values)
+
+    def included(self, resource: Mapping[str, Any], where: str) -> bool:
+        """False for a resource whose `Condition` is false: it is not deployed."""
+        name = resource.get("Condition")
+        return name is None or self.condition(self._text(name, where, "Condition"), where)
 
     def _sub(self, arg: Any, where: str) -> str:
         variables: Mapping[str, Any] = {}
@@ -290,17 +349,28 @@ class Intrinsics:
         if name == "AWS::NoValue":
             return NO_VALUE
         if name.startswith("AWS::"):
-            value = self.pseudo.get(name)
-            if value is None:
+            pseudo = self.pseudo.get(name)
+            if pseudo is None:
                 raise self.error(where, f"pseudo parameter {name} is not supported locally")
-            return value
+            return pseudo
         if name in self.parameters:
             parameter = self.parameters[name]
-            if not isinstance(parameter, dict) or "Default" not in parameter:
+            declared = str(parameter.get("Type", "")) if isinstance(parameter, dict) else ""
+            if name in self.overrides:
+                value = self.overrides[name]
+            elif isinstance(parameter, dict) and "Default" in parameter:
+                value = self.evaluate(parameter["Default"], f"Parameters.{name}.Default")
+            else:
                 raise self.error(
-                    where, f"parameter {name} has no Default (wsgate has no parameter overrides)"
+                    where,
+                    f"parameter {name} has no Default: give it a value with "
+                    f"--parameter-overrides {name}=VALUE (or parameter_overrides in "
+                    "samconfig.toml)",
                 )
-            return self.evaluate(parameter["Default"], f"Parameters.{name}.Default")
+            is_list = declared == "CommaDelimitedList" or declared.startswith("List<")
+            if is_list and isinstance(value, str):
+                return [item.strip() for item in value.split(",")]
+            return value
         resource = self.resource(name)
         if resource is None:
             raise self.error(
@@ -375,6 +445,15 @@ class Intrinsics:
         finally:
             self._active.pop()
         raise self.error(where, f"Fn::GetAtt {name}.{attribute} ({kind}) is not supported locally")
+
+
+def _comparable(value: Any) -> Any:
+    """`Fn::Equals` compares what CloudFormation would: strings (true == "true", 1 == "1")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
 
 
 def table_spec(logical_id: str, resource: Mapping[str, Any], intrinsics: Intrinsics) -> TableSpec:

@@ -19,13 +19,19 @@ The graph followed, as API Gateway follows it when deployed:
 Defaults are CloudFormation's: 128 MB and 3 s. The stage is --stage, else the
 `AWS::ApiGatewayV2::Stage` of the API, else `dev`; the region is AWS_REGION (or
 AWS_DEFAULT_REGION) from the environment, else us-east-1, as `sam local` does with a
-profile; the stack name (for `${AWS::StackName}`) is the template's folder name.
+profile; the stack name (for `${AWS::StackName}`) is the template's folder name. A
+`samconfig.toml` next to the template, as `sam deploy` reads it (the `default`
+environment, `global` then `deploy` parameters), gives `stack_name`, `region` and
+`parameter_overrides`; `--parameter-overrides` win over it. Resources whose `Condition`
+is false are left out, as CloudFormation does.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
+import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -76,25 +82,45 @@ def sam_spec(
     stage: str | None = None,
     environ: Mapping[str, str] | None = None,
     api_id: str | None = None,
+    parameters: Mapping[str, str] | None = None,
 ) -> AppSpec:
     """The WebSocket API of a parsed SAM or CloudFormation template; `api_id` is what a
-    `Ref` to it evaluates to (the local API's id)."""
+    `Ref` to it evaluates to (the local API's id), `parameters` override the template's
+    (`--parameter-overrides`)."""
     source = path.name
     if not isinstance(doc, dict) or not isinstance(doc.get("Resources"), dict):
         raise ConfigError(f"{source}: a template needs a Resources mapping")
     environ = os.environ if environ is None else environ
     resources: dict[str, Any] = doc["Resources"]
-    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    samconfig = read_samconfig(path.parent / "samconfig.toml")
+    region = str(
+        samconfig.get("region")
+        or environ.get("AWS_REGION")
+        or environ.get("AWS_DEFAULT_REGION")
+        or DEFAULT_REGION
+    )
     intrinsics = Intrinsics(
         source=source,
         resource=lambda name: (
             resources.get(name) if isinstance(resources.get(name), dict) else None
         ),
-        pseudo=Pseudo(region=region, stack_name=_stack_name(path)),
+        pseudo=Pseudo(
+            region=region, stack_name=str(samconfig.get("stack_name") or _stack_name(path))
+        ),
         parameters=doc.get("Parameters") or {},
         mappings=doc.get("Mappings") or {},
         api_id=api_id,
+        overrides={
+            **parse_parameter_overrides(samconfig.get("parameter_overrides") or ""),
+            **(parameters or {}),
+        },
+        conditions=doc.get("Conditions") or {},
     )
+    resources = {
+        name: res
+        for name, res in resources.items()
+        if not isinstance(res, dict) or intrinsics.included(res, f"Resources.{name}")
+    }
 
     def of_type(kind: str) -> dict[str, dict[str, Any]]:
         return {
@@ -237,6 +263,40 @@ def sam_spec(
         authorizer=authorizer,
         authorization="AWS_IAM" if iam else "NONE",
     )
+
+
+def read_samconfig(path: Path) -> dict[str, Any]:
+    """The `default` environment's `global` then `deploy` parameters of a samconfig.toml."""
+    if not path.is_file():
+        return {}
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    default = config.get("default") or {}
+    merged: dict[str, Any] = {}
+    for command in ("global", "deploy"):
+        section = (default.get(command) or {}).get("parameters") or {}
+        if isinstance(section, dict):
+            merged.update(section)
+    return merged
+
+
+def parse_parameter_overrides(value: str | list[str]) -> dict[str, str]:
+    """`Key=Value Key2="a b"` as `sam --parameter-overrides` takes it, or a list of such
+    words; CloudFormation's `ParameterKey=K,ParameterValue=V` form too."""
+    words = value if isinstance(value, list) else shlex.split(value)
+    overrides: dict[str, str] = {}
+    for word in words:
+        if word.startswith("ParameterKey="):
+            key, _, rest = word.removeprefix("ParameterKey=").partition(",")
+            overrides[key] = rest.removeprefix("ParameterValue=")
+            continue
+        key, equals, val = word.partition("=")
+        if not equals or not key:
+            raise ConfigError(f"parameter override {word!r}: expected Key=Value")
+        overrides[key] = val
+    return overrides
 
 
 def _authorizer(

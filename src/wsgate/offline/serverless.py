@@ -18,12 +18,15 @@ What is read, and how the Serverless Framework (v3) would read it:
 
 Serverless variables (`${self:...}`, `${opt:stage}`, `${env:...}`, `${file(...)}`, ...) are
 resolved by `wsgate.offline.variables`, lazily and only in the keys above; CloudFormation
-`Ref` and `Fn::*` in environment values are evaluated by `wsgate.offline.cloudformation`.
+`Ref` and `Fn::*` in environment values are evaluated by `wsgate.offline.cloudformation`,
+with `resources.Conditions` (a resource whose `Condition` is false is left out), and so
+are the serverless-pseudo-parameters plugin's `#{AWS::Region}`, `#{Resource}`, ...
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,8 @@ def _logical_function_id(key: str) -> str:
     return normalized.replace("-", "Dash").replace("_", "Underscore") + "LambdaFunction"
 
 
+#: `#{...}` of the serverless-pseudo-parameters plugin.
+_PSEUDO_PLUGIN = re.compile(r"#\{([^}]+)\}")
 #: The logical ids the Serverless Framework gives the WebSocket API and its stage.
 WEBSOCKETS_API = "WebsocketsApi"
 WEBSOCKETS_STAGE = "WebsocketsDeploymentStage"
@@ -71,12 +76,13 @@ def serverless_spec(
     stage: str | None = None,
     environ: Mapping[str, str] | None = None,
     api_id: str | None = None,
+    params: Mapping[str, str] | None = None,
 ) -> AppSpec:
     """The WebSocket functions of a parsed serverless.yml; `api_id` is what `{Ref:
     WebsocketsApi}` evaluates to (the local API's id)."""
     if not isinstance(doc, dict):
         raise ConfigError(f"{path.name}: expected a mapping at the top level")
-    r = VariableResolver(doc, path, stage, os.environ if environ is None else environ)
+    r = VariableResolver(doc, path, stage, os.environ if environ is None else environ, params)
     service = r.get("service")
     if isinstance(service, dict):
         service = service.get("name")
@@ -101,14 +107,26 @@ def serverless_spec(
         if name in synthetic:
             return synthetic[name]
         node = r.walk(f"resources.Resources.{name}")
-        return node if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            return None
+        return node if intrinsics.included(node, f"resources.Resources.{name}") else None
 
+    def variables(value: Any, where: str) -> Any:
+        resolved = r.shallow(value, where)
+        if isinstance(resolved, str) and "#{" in resolved:
+            # serverless-pseudo-parameters: `#{X}` is `${X}` in an Fn::Sub.
+            text = _PSEUDO_PLUGIN.sub(r"${\1}", resolved.replace("${", "${!"))
+            return intrinsics.evaluate({"Fn::Sub": text}, where)
+        return resolved
+
+    conditions = r.get("resources.Conditions", {})
     intrinsics = Intrinsics(
         source=path.name,
         resource=resource,
         pseudo=Pseudo(region=region, stack_name=f"{service}-{stage_name}"),
-        variables=r.shallow,
+        variables=variables,
         api_id=api_id,
+        conditions=conditions if isinstance(conditions, dict) else {},
     )
     intrinsics.stage = stage_name
 

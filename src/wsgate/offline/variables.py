@@ -6,9 +6,11 @@ it reads), so a variable elsewhere in the file that needs AWS never stops a loca
 Supported: `${self:path}`, `${opt:stage}` (the --stage option), `${sls:stage}`,
 `${opt:region}` (no option: falls back), `${env:NAME}`, `${file(path):sub.path}`,
 `${aws:region}`, `${aws:accountId}`, `${strToBool(...)}`, fallbacks (`${opt:stage, 'dev'}`,
-`${opt:stage, self:provider.stage}`) and nesting. `${ssm:...}`, `${cf:...}`, `${s3:...}`
-and `${param:...}` need AWS: only their fallback is used. A value that cannot be resolved
-is a ConfigError naming the key and the variable. `${AWS::Region}` and other
+`${opt:stage, self:provider.stage}`) and nesting; `${param:KEY}` from `--param KEY=VALUE`
+(as `serverless --param`). `${ssm:...}`, `${cf:...}` and `${s3:...}` need AWS: their
+fallback is used, or a value given as `--param 'ssm:/path=VALUE'` (the variable's own
+text before `=`). A value that cannot be resolved is a ConfigError naming the key, the
+variable and how to supply it. `${AWS::Region}` and other
 CloudFormation placeholders are left alone for `Fn::Sub`.
 """
 
@@ -29,7 +31,7 @@ _SOURCES = frozenset(
     {"self", "opt", "sls", "env", "file", "aws", "ssm", "cf", "s3", "param", "strToBool"}
 )
 #: Sources that need AWS: unavailable locally, so only their fallback can be used.
-_REMOTE_SOURCES = frozenset({"ssm", "cf", "s3", "param"})
+_REMOTE_SOURCES = frozenset({"ssm", "cf", "s3"})
 _ADDRESS = re.compile(r"^(\w+)(?::(.*)|\((.*)\)(?::(.*))?)$", re.DOTALL)
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
@@ -125,9 +127,16 @@ class VariableResolver:
     """Serverless variables in one serverless.yml, resolved on demand."""
 
     def __init__(
-        self, doc: Mapping[str, Any], path: Path, stage: str | None, environ: Mapping[str, str]
+        self,
+        doc: Mapping[str, Any],
+        path: Path,
+        stage: str | None,
+        environ: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
     ) -> None:
         self.doc = doc
+        #: `--param KEY=VALUE`: `${param:KEY}`, and values for `${ssm:...}`/`${cf:...}`.
+        self.params = params or {}
         self.path = path
         self.source = path.name
         self.option_stage = stage
@@ -303,8 +312,19 @@ class VariableResolver:
             return self._file((argument or "").strip(), (subpath or "").strip(), where, reasons)
         if source == "strToBool":
             return (argument or "").strip().lower() in ("true", "1")
+        if source == "param":
+            if address in self.params:
+                return self.params[address]
+            reasons.append(f"no --param {address}=VALUE was given")
+            return _MISSING
         if source in _REMOTE_SOURCES:
-            reasons.append(f"{source}: needs AWS and is not available locally (add a fallback)")
+            key = f"{source}:{address}"
+            if key in self.params:
+                return self.params[key]
+            reasons.append(
+                f"{key} needs AWS and is not available offline: give its value with "
+                f"--param '{key}=VALUE', or add a fallback (${{{key}, 'value'}})"
+            )
             return _MISSING
         reasons.append(f"{source}: is not supported")
         return _MISSING

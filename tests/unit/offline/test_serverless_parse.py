@@ -254,7 +254,7 @@ def test_remote_sources_use_their_fallback(tmp_path: Path) -> None:
             "functions.f.environment.X: cannot resolve ${self:custom.missing}",
         ),
         ("X: ${env:WSGATE_TEST_UNSET}", "environment variable WSGATE_TEST_UNSET is not set"),
-        ("X: ${ssm:/secret}", "ssm: needs AWS and is not available locally"),
+        ("X: ${ssm:/secret}", "ssm:/secret needs AWS and is not available offline"),
         ("X: ${file(./nope.yml)}", "file(./nope.yml) does not exist"),
         ("X: !Ref Nothing", "functions.f.environment.X: cannot resolve {Ref: Nothing}"),
         ("X: ${self:custom.a}", "circular variable reference"),
