@@ -681,3 +681,76 @@ def test_an_older_python_is_a_note_and_a_newer_one_a_warning(
             "needs python3.99 may fail here; run wsgate with python3.99",
         ),
     ]
+
+
+# -- 5. other events of the same app ---------------------------------------------------------
+
+OTHER_EVENTS_YML = (
+    CONNECT_YML
+    + """
+  jobs:
+    handler: app.echo
+    events:
+      - sqs: {arn: '${cf:queues-dev.JobsQueueArn}'}
+  nightly:
+    handler: app.echo
+    events: [{schedule: rate(1 day)}]
+  api:
+    handler: app.echo
+    events: [{http: {path: /, method: get}}, {httpApi: GET /x}]
+"""
+)
+
+OTHER_EVENTS_SAM = (
+    CONNECT_SAM
+    + """
+  JobsFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: app.echo
+      Events:
+        Jobs: {Type: SQS, Properties: {Queue: !GetAtt JobsQueue.Arn}}
+        Nightly: {Type: Schedule, Properties: {Schedule: rate(1 day)}}
+  StreamFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: app.echo
+      Events:
+        Stream: {Type: DynamoDB, Properties: {Stream: arn:aws:dynamodb:x, StartingPosition: LATEST}}
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (
+            "serverless.yml",
+            [("jobs", "sqs"), ("nightly", "schedule"), ("api", "http, httpApi")],
+        ),
+        (
+            "template.yaml",
+            [("JobsFunction", "SQS, Schedule"), ("StreamFunction", "DynamoDB")],
+        ),
+    ],
+)
+def test_functions_that_are_not_run_are_listed_with_why(
+    config: str,
+    expected: list[tuple[str, str]],
+    tmp_path: Path,
+    moto_endpoint: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An SQS queue's `${cf:...}` ARN needs AWS, but is never resolved: the app starts."""
+    caplog.set_level(logging.INFO, "wsgate.offline")
+    text = OTHER_EVENTS_YML if config == "serverless.yml" else OTHER_EVENTS_SAM
+    write_app(tmp_path, {config: text, "app.py": CONNECT_PY, "src/app.py": CONNECT_PY})
+    with serve_functions(tmp_path / config, dynamodb_endpoint=moto_endpoint) as (_, server):
+        with ws_connect(server.url) as ws:
+            ws.send("still served")
+            assert recv(ws) == "still served"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("not run")]
+    assert lines == [
+        f"not run locally: function {name} ({kinds} events); wsgate runs WebSocket routes"
+        for name, kinds in expected
+    ]

@@ -302,6 +302,8 @@ def open_offline_app(
         parameters=parse_parameter_overrides(list(parameters)),
     )
     _note_runtimes(spec)
+    for name, why in spec.not_run:
+        log.info("not run locally: function %s (%s); wsgate runs WebSocket routes", name, why)
     endpoint = dynamodb_endpoint or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None
     local_dynamodb: LocalDynamoDB | None = None
     if aws:

@@ -241,6 +241,11 @@ def sam_spec(
     if authorizer is not None:
         routes.setdefault(authorizer.function, [])
 
+    not_run = tuple(
+        (name, _events_of(res))
+        for name, res in resources.items()
+        if isinstance(res, dict) and res.get("Type") in FUNCTION_TYPES and name not in routes
+    )
     globals_ = (doc.get("Globals") or {}).get("Function") or {}
     functions = tuple(
         _function(name, resources[name], globals_, tuple(keys), intrinsics, path)
@@ -261,8 +266,22 @@ def sam_spec(
         functions=functions,
         tables=tables,
         authorizer=authorizer,
+        not_run=not_run,
         authorization="AWS_IAM" if iam else "NONE",
     )
+
+
+def _events_of(resource: Mapping[str, Any]) -> str:
+    """A function's event sources (`SQS, Schedule events`), for the list of those not run."""
+    events = (resource.get("Properties") or {}).get("Events") or {}
+    kinds = sorted(
+        {str(event.get("Type")) for event in events.values() if isinstance(event, dict)}
+        if isinstance(events, dict)
+        else set()
+    )
+    if kinds:
+        return f"{', '.join(kinds)} events"
+    return "not the integration of a WebSocket route"
 
 
 def read_samconfig(path: Path) -> dict[str, Any]:

@@ -134,10 +134,19 @@ def serverless_spec(
     routes_of = {key: _websocket_routes(r, key) for key in keys}
     authorizer = _authorizer(r, keys, synthetic, routes_of)
     functions: list[FunctionSpec] = []
+    not_run: list[tuple[str, str]] = []
     owners: dict[str, str] = {}
     for key in keys:
         routes = tuple(route for route, _ in routes_of[key])
         if not routes and (authorizer is None or authorizer.function != key):
+            kinds = sorted(
+                {
+                    str(next(iter(e)))
+                    for e in r.items(f"functions.{key}.events")
+                    if isinstance(e, dict) and e
+                }
+            )
+            not_run.append((key, f"{', '.join(kinds)} events" if kinds else "no events"))
             continue
         for route in routes:
             if route.key in owners:
@@ -172,6 +181,7 @@ def serverless_spec(
         functions=tuple(functions),
         tables=tuple(tables),
         authorizer=authorizer,
+        not_run=tuple(not_run),
     )
 
 
@@ -237,14 +247,11 @@ def _authorizer_function(
 def _websocket_routes(r: VariableResolver, key: str) -> tuple[tuple[RouteSpec, Any], ...]:
     """The function's websocket routes, each with its `authorizer` setting (or None)."""
     where = f"functions.{key}.events"
-    events = r.get(where, [])
-    if not isinstance(events, list):
-        raise r.error(where, "events must be a list")
     routes: list[tuple[RouteSpec, Any]] = []
-    for index, event in enumerate(events):
+    for index, event in enumerate(r.items(where)):
         if not isinstance(event, dict) or "websocket" not in event:
             continue
-        config = event["websocket"]
+        config = r.get(f"{where}.{index}.websocket")
         at = f"{where}[{index}].websocket"
         if isinstance(config, str):
             routes.append((RouteSpec(config), None))

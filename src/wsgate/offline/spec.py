@@ -93,6 +93,8 @@ class AppSpec:
     functions: tuple[FunctionSpec, ...]
     tables: tuple[TableSpec, ...] = field(default=())
     authorizer: AuthorizerSpec | None = None
+    #: Functions of the file that wsgate does not run, each with why (its events).
+    not_run: tuple[tuple[str, str], ...] = ()
     #: `$connect`'s `AuthorizationType` when it is `AWS_IAM` (SigV4-signed handshakes).
     authorization: Literal["NONE", "AWS_IAM"] = "NONE"
 

@@ -180,6 +180,16 @@ class VariableResolver:
         node = self.walk(path)
         return default if node is _MISSING or node is None else self.deep(node, path)
 
+    def items(self, path: str) -> list[Any]:
+        """The list at `path`, its items' variables not resolved (so an event that needs
+        AWS, such as an SQS queue's `${cf:...}` ARN, is never resolved unless asked for)."""
+        node = self.walk(path)
+        if node is _MISSING or node is None:
+            return []
+        if not isinstance(node, list):
+            raise self.error(path, f"expected a list, got {type(node).__name__}")
+        return node
+
     def keys(self, path: str) -> list[str]:
         node = self.walk(path)
         if node is _MISSING or node is None:
