@@ -4,6 +4,7 @@ Nothing here runs on AWS (the Lambda runtime is `wsgate.aws`). One job per modul
 `spec` (what a file declares), `cloudformation` (template loading and intrinsic functions),
 `variables` (Serverless `${...}` variables), `serverless` and `sam` (file -> spec), `pool`
 (a function's processes), `function_process` (what runs inside one), `environment` (what
-a function process starts with), `tables` (DynamoDB tables on a local endpoint), and `app`
+a function process starts with), `tables` (DynamoDB tables on a local endpoint),
+`local_dynamodb` (the moto server an app gets by default), and `app`
 (spec -> the App the gateway serves).
 """
