@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlsplit
 
@@ -21,6 +22,17 @@ from wsgate.exceptions import ConfigError
 MAX_HEAD_BYTES = 16 * 1024
 
 _END = b"\r\n\r\n"
+
+#: A header name: an RFC 9110 token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+#: What a header value may never hold (RFC 9110 section 5.5): a NUL, or a CR or LF not
+#: ending the line, which some other parser would read as the end of the header.
+_UNSAFE_VALUE = re.compile(r"[\x00\r\n]")
+
+#: Headers an upgrade request may carry once only (RFC 9112 section 3.2, RFC 6455 section
+#: 11.3): two answers to "which host, which key, which version" are an attack or a bug.
+_SINGLE = frozenset({"host", "sec-websocket-key", "sec-websocket-version"})
 
 
 class HandshakeError(Exception):
@@ -100,9 +112,29 @@ def parse_head(head: bytes) -> RequestHead:
 
 
 def check_upgrade(head: RequestHead) -> None:
-    """Check what RFC 6455 section 4.2.1 asks of an upgrade. Raises HandshakeError."""
-    if head.version == "HTTP/1.0":
+    """Check what RFC 6455 section 4.2.1 asks of an upgrade, and that its head is one
+    RFC 9110/9112 accept, so nothing malformed reaches `$connect`. Raises HandshakeError.
+
+    Only upgrades are held to this: other requests go to the HTTP server, which parses
+    them itself.
+    """
+    if head.version != "HTTP/1.1":
         raise HandshakeError(400, "Bad Request: a WebSocket upgrade needs HTTP/1.1")
+    seen: set[str] = set()
+    for name, value in head.headers:
+        if _TOKEN.fullmatch(name) is None:
+            raise HandshakeError(400, "Bad Request: a header name is not a token")
+        if _UNSAFE_VALUE.search(value) is not None:
+            raise HandshakeError(400, "Bad Request: a header value holds a NUL, CR or LF")
+        lowered = name.lower()
+        if lowered in _SINGLE:
+            if lowered in seen:
+                raise HandshakeError(400, f"Bad Request: {name} sent more than once")
+            seen.add(lowered)
+        elif lowered == "transfer-encoding" or (lowered == "content-length" and value != "0"):
+            raise HandshakeError(400, "Bad Request: an upgrade request has no body")
+    if not head.header("Host"):
+        raise HandshakeError(400, "Bad Request: a WebSocket upgrade needs a Host header")
     if "upgrade" not in head.tokens("Connection"):
         raise HandshakeError(400, "Bad Request: the Connection header must include Upgrade")
     if head.header("Sec-WebSocket-Version") != "13":
@@ -118,9 +150,6 @@ def check_upgrade(head: RequestHead) -> None:
         valid_key = False
     if not valid_key:
         raise HandshakeError(400, "Bad Request: Sec-WebSocket-Key must be 16 bytes in base64")
-    length = head.header("Content-Length")
-    if head.header("Transfer-Encoding") is not None or length not in (None, "0"):
-        raise HandshakeError(400, "Bad Request: an upgrade request has no body")
 
 
 def allowed_origin(entry: str) -> str:
@@ -149,8 +178,8 @@ def canonical_upgrade(head: RequestHead) -> bytes:
     refuse some that `check_upgrade` accepts, after `$connect` already ran (picows wants
     `Connection: Upgrade` alone, where Firefox sends `keep-alive, Upgrade`).
     """
-    key = head.header("Sec-WebSocket-Key")
     return (
-        "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode("ascii")
+        f"GET / HTTP/1.1\r\nHost: {head.header('Host')}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {head.header('Sec-WebSocket-Key')}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode("latin-1")  # as the head was read: a Host may hold any byte but NUL, CR, LF

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from wsgate.core.handshake import (
@@ -106,10 +108,47 @@ def test_an_empty_body_is_allowed() -> None:
     check_upgrade(_with(b"Content-Length", b"0"))
 
 
-def test_http_1_0_cannot_upgrade() -> None:
+@pytest.mark.parametrize(
+    "version", [b"HTTP/1.0", b"HTTP/1.2", b"HTTP/1.1x", b"HTTP/1.", b"HTTP/1.1\0"]
+)
+def test_only_http_1_1_can_upgrade(version: bytes) -> None:
+    """RFC 6455 section 4.1: HTTP/1.0 cannot upgrade; a malformed version is a 400 too."""
     with pytest.raises(HandshakeError) as error:
-        check_upgrade(parse_head(UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0", 1)))
+        check_upgrade(parse_head(UPGRADE.replace(b"HTTP/1.1", version, 1)))
     assert error.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        (b"Host: example.com:8080\r\n", b""),  # RFC 9112: an HTTP/1.1 request has a Host
+        (b"Host: example.com:8080", b"Host:"),
+        (b"Host: example.com:8080", b"Host: \0"),
+        (b"Host: example.com:8080", b"Host: a\r\nHost: b"),
+        (b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 8"),
+        (b"Sec-WebSocket-Key: ", b"Sec-WebSocket-Key: AAAA\r\nSec-WebSocket-Key: "),
+        (b"X-Custom: a:b", b"Content-Length: 0\r\nContent-Length: 5"),
+        (b"X-Custom: a:b", b"X-Custom: a\0b"),
+        (b"X-Custom: a:b", b"X-Custom: a\rb"),
+        (b"X-Custom: a:b", b"X-Custom: a\nb"),
+        (b"X-Custom: a:b", b"X Custom: a"),
+        (b"X-Custom: a:b", b"X(Custom): a"),
+        (b"X-Custom: a:b", b"X-Cust\xe9m: a"),
+    ],
+)
+def test_heads_the_rfcs_refuse_are_400(change: tuple[bytes, bytes]) -> None:
+    """A head RFC 9110/9112/6455 refuse never reaches `$connect`, nor its values the event."""
+    with pytest.raises(HandshakeError) as error:
+        check_upgrade(parse_head(UPGRADE.replace(*change, 1)))
+    assert error.value.status == 400
+
+
+def test_header_names_are_case_insensitive() -> None:
+    """`host:` in lower case is a Host like any other: valid alone, a second one with `Host`."""
+    lowered = re.sub(rb"(?m)^([^:\r\n]+):", lambda name: name[1].lower() + b":", UPGRADE)
+    check_upgrade(parse_head(lowered))
+    with pytest.raises(HandshakeError):
+        check_upgrade(parse_head(UPGRADE.replace(b"X-Custom: a:b", b"host: other", 1)))
 
 
 def test_canonical_upgrade_keeps_only_what_the_transport_checks() -> None:
