@@ -197,7 +197,7 @@ def test_the_console_lists_sends_and_disconnects(
     expect(ada_row.locator(".tag")).to_have_text(["console-room"])
     expect(bob_row).to_contain_text("none")
 
-    ada_row.locator("input.message").fill("from the console")
+    ada_row.locator("input.send-text").fill("from the console")
     ada_row.locator("button.send").click()
     expect(ada_row.locator(".result")).to_have_text("sent")
     expect(ada.locator("#messages .message").last).to_contain_text("from the console")
@@ -233,6 +233,7 @@ def take_screenshots() -> None:
         for page in (ada, bob, grace):
             join(page, "lobby")
         join(grace, "news")
+        grace.locator('#topics li[data-topic="lobby"]').click()
         expect(ada.locator("#members li")).to_have_count(3)
         send(bob, "Hi all! Is the deploy done?")
         send(ada, "Yes, it went out at 10:42.")

@@ -91,11 +91,12 @@ function newRow(id) {
   idText.textContent = id;
   idCell.append(idText);
 
-  const actions = row.cells[5];
+  const actions = document.createElement("div");
   actions.className = "actions";
+  row.cells[5].append(actions);
   const input = document.createElement("input");
   input.placeholder = "message";
-  input.className = "message";
+  input.className = "send-text";
   const sendButton = document.createElement("button");
   sendButton.className = "small send";
   sendButton.textContent = "Send";

@@ -144,7 +144,7 @@ function select(topic) {
   renderTopics();
   renderMembers();
   $("target-topic").textContent = topic ? `#${topic}` : "join a topic first";
-  $("chat-title").textContent = topic ? `sending to #${topic}` : "";
+  renderTarget();
 }
 
 function setMode(mode) {
@@ -154,6 +154,13 @@ function setMode(mode) {
   $("direct-id").hidden = mode !== "direct";
   $("target-topic").hidden = mode !== "topic";
   if (mode === "direct") $("direct-id").focus();
+  renderTarget();
+}
+
+function renderTarget() {
+  const topic = state.selected;
+  $("chat-title").textContent =
+    state.mode === "direct" ? "sending a direct message" : topic ? `sending to #${topic}` : "";
 }
 
 function sendComposed(event) {
