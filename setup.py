@@ -21,6 +21,8 @@ from setuptools import setup
 # chosen by profiling `python -m wsgate.bench.hotpath` (docs/benchmarks.md). Not
 # server/connection.py: its LiveConnection subclasses picows' Cython WSListener, which a
 # mypyc class cannot extend safely (the compiled build crashed in the garbage collector).
+# Nor context.py: a LambdaContext keeps the settings it is given in its __dict__, over
+# class-level defaults, which a compiled class has no room for.
 HOT_PATH = [
     "src/wsgate/core/events.py",
     "src/wsgate/core/ids.py",
@@ -28,7 +30,6 @@ HOT_PATH = [
     "src/wsgate/core/responses.py",
     "src/wsgate/core/routing.py",
     "src/wsgate/connection_api.py",
-    "src/wsgate/context.py",
     "src/wsgate/dispatch.py",
     "src/wsgate/server/delivery.py",
     "src/wsgate/server/gateway.py",
