@@ -13,11 +13,13 @@
 part of every URL.
 
 The front door reads each connection's first request head; aiohttp reads the later ones of
-a keep-alive connection, held to the same HEAD_TIMEOUT (see `http_runner`).
+a keep-alive connection, held to the same HEAD_TIMEOUT (see `http_runner`), and so is a
+management request's body (`_read_body`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Iterable
 
@@ -66,6 +68,30 @@ def _signature_refusal(
     except SignatureRefused as refused:
         return forbidden(refused.message)
     return None
+
+
+async def _read_body(request: web.Request) -> bytes | None:
+    """The request's body, or None when it has not all come within HEAD_TIMEOUT: a
+    `Content-Length` that never arrives must not hold the connection for ever."""
+    try:
+        async with asyncio.timeout(front.HEAD_TIMEOUT):
+            return await request.read()
+    except TimeoutError:
+        return None
+
+
+async def _body_timed_out(request: web.Request) -> web.StreamResponse:
+    """408, then the connection closed at once, as a slow head is: the rest of the body
+    would be read as the next request, and aiohttp would otherwise linger for it."""
+    response = web.json_response(
+        {"message": f"Request Timeout: the body did not come within {front.HEAD_TIMEOUT:g} s"},
+        status=408,
+    )
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
 
 
 def _page_response(page: Page, refused: ManagementResponse | None) -> web.Response:
@@ -130,10 +156,12 @@ def http_runner(
         if path is not None:
             if (result := refusal(request)) is None:
                 try:
-                    body = await request.read() if request.method == "POST" else b""
+                    body = await _read_body(request) if request.method == "POST" else b""
                 except web.HTTPRequestEntityTooLarge:
                     result = payload_too_large(None, gateway.limits.max_message_bytes)
                 else:
+                    if body is None:
+                        return await _body_timed_out(request)
                     refused = _signature_refusal(access_keys, request, body)
                     result = refused or await management.handle(request.method, path, body)
             return web.Response(status=result.status, headers=result.headers, body=result.body)
