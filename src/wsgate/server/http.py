@@ -186,7 +186,8 @@ def http_runner(
 
     # Bodies a little over the limit are read so the 413 can say their size.
     app = web.Application(client_max_size=2 * gateway.limits.max_message_bytes)
-    app.router.add_route("*", "/{tail:.*}", route)
+    # Every path, a decoded newline (a connection id's %0A) too: `.` alone stops at it.
+    app.router.add_route("*", "/{tail:(?s:.*)}", route)
     return web.AppRunner(
         app,
         access_log=None,
