@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -754,3 +755,69 @@ def test_functions_that_are_not_run_are_listed_with_why(
         f"not run locally: function {name} ({kinds} events); wsgate runs WebSocket routes"
         for name, kinds in expected
     ]
+
+
+# -- 6. dependencies -------------------------------------------------------------------------
+
+
+def build_wheel(folder: Path, name: str, version: str, code: str) -> Path:
+    """A one-module wheel, written by hand: pip installs it without a build or a registry."""
+    tag = f"{name}-{version}"
+    files = {
+        f"{name}.py": code,
+        f"{tag}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{tag}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    record = "".join(f"{path},,\n" for path in files) + f"{tag}.dist-info/RECORD,,\n"
+    wheel = folder / f"{tag}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+        archive.writestr(f"{tag}.dist-info/RECORD", record)
+    return wheel
+
+
+DEPS_PY = """
+import tinydep
+
+
+def connect(event, context):
+    return {"statusCode": 200}
+
+
+def echo(event, context):
+    return {"statusCode": 200, "body": tinydep.shout(event["body"]) + " " + tinydep.__file__}
+"""
+
+
+@pytest.mark.slow
+def test_requirements_are_installed_once_into_a_cached_folder_of_their_own(
+    tmp_path: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("WSGATE_CACHE_DIR", str(cache))
+    app = tmp_path / "app"
+    write_app(app, {"serverless.yml": CONNECT_YML, "app.py": DEPS_PY})
+    build_wheel(app, "tinydep", "1.0", "def shout(text):\n    return text.upper()\n")
+    (app / "requirements.txt").write_text("--no-index\n./tinydep-1.0-py3-none-any.whl\n")
+    path = app / "serverless.yml"
+    with serve_functions(path, dynamodb_endpoint=moto_endpoint) as (offline_app, server):
+        folder = offline_app.dependencies["echo"]
+        assert folder.parent == cache / "requirements"
+        with ws_connect(server.url) as ws:
+            ws.send("hi")
+            shout, where = str(recv(ws)).split(" ", 1)
+    assert (shout, Path(where).parent) == ("HI", folder)
+    with pytest.raises(ModuleNotFoundError):  # not in wsgate's own environment
+        __import__("tinydep")
+    # The same file again: the cached folder, nothing installed (the wheel is gone).
+    (app / "tinydep-1.0-py3-none-any.whl").unlink()
+    with open_offline_app(path, dynamodb_endpoint=moto_endpoint) as again:
+        assert again.dependencies["echo"] == folder
+    # --no-install: nothing installed, the import fails as it would without the package.
+    (app / "requirements.txt").write_text("--no-index\n./tinydep-2.0-py3-none-any.whl\n")
+    with open_offline_app(path, dynamodb_endpoint=moto_endpoint, install=False) as skipped:
+        assert skipped.dependencies == {}
+    with pytest.raises(ConfigError, match=r"cannot install .*requirements.txt.*--no-install"):
+        open_offline_app(path, dynamodb_endpoint=moto_endpoint)

@@ -162,6 +162,12 @@ from wsgate.store import DEFAULT_STORE_URL
     "samconfig.toml's parameter_overrides and the parameters' Default).",
 )
 @click.option(
+    "--no-install",
+    is_flag=True,
+    help="For serverless.yml/template.yaml: do not install the functions' requirements.txt "
+    "(by default each is installed once into a cached folder of its own).",
+)
+@click.option(
     "--node-id",
     metavar="NAME",
     help="With a Redis store: this gateway node's id (default: host name and a random "
@@ -217,6 +223,7 @@ def serve(
     strict_connect_result: bool,
     params: tuple[str, ...],
     parameter_overrides: tuple[str, ...],
+    no_install: bool,
     node_id: str | None,
     node_timeout: float,
     reload: bool,
@@ -259,6 +266,7 @@ def serve(
             aws=aws,
             strict_connect_result=strict_connect_result,
             parameters=(*params, *(w for text in parameter_overrides for w in shlex.split(text))),
+            install=not no_install,
             node_id=node_id,
             node_timeout=node_timeout,
             reload=reload,

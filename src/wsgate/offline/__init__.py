@@ -5,6 +5,7 @@ Nothing here runs on AWS (the Lambda runtime is `wsgate.aws`). One job per modul
 `variables` (Serverless `${...}` variables), `serverless` and `sam` (file -> spec), `pool`
 (a function's processes), `function_process` (what runs inside one), `environment` (what
 a function process starts with), `tables` (DynamoDB tables on a local endpoint),
-`local_dynamodb` (the moto server an app gets by default), and `app`
+`local_dynamodb` (the moto server an app gets by default), `dependencies` (a function's
+requirements.txt, installed into a cached folder), and `app`
 (spec -> the App the gateway serves).
 """

@@ -42,6 +42,7 @@ from wsgate.core.events import Event
 from wsgate.core.routing import CONNECT
 from wsgate.exceptions import ConfigError, TargetError
 from wsgate.offline.cloudformation import load_document
+from wsgate.offline.dependencies import install_dependencies
 from wsgate.offline.environment import function_environment, gateway_origins, has_credentials
 from wsgate.offline.local_dynamodb import LocalDynamoDB
 from wsgate.offline.pool import DEFAULT_MAX_PROCESSES, FunctionError, FunctionPool
@@ -66,8 +67,11 @@ class OfflineApp:
         strict_connect_result: bool = False,
         local_dynamodb: LocalDynamoDB | None = None,
         api_id: str | None = None,
+        dependencies: Mapping[str, Path] | None = None,
     ) -> None:
         self.spec = spec
+        #: FunctionSpec.name -> the folder of its installed requirements.txt.
+        self.dependencies = dict(dependencies or {})
         self.stage = spec.stage
         #: The local API's id: `requestContext.apiId`, and what `Ref`s to the API are.
         self.api_id = api_id or local_api_id(spec.source)
@@ -146,6 +150,7 @@ class OfflineApp:
             api_id=self.api_id,
             stage=self.stage,
             real_aws=self.aws,
+            dependencies=str(self.dependencies.get(fn.name, "")),
         )
 
 
@@ -280,6 +285,7 @@ def open_offline_app(
     strict_connect_result: bool = False,
     api_id: str | None = None,
     parameters: Sequence[str] = (),
+    install: bool = True,
 ) -> OfflineApp:
     """Load serverless.yml or template.yaml; create its DynamoDB tables on a local DynamoDB.
 
@@ -289,7 +295,8 @@ def open_offline_app(
     `aws` instead lets the handlers use the user's AWS account, real DynamoDB included.
     `strict_connect_result`: `$connect` must return a proxy response (else 502). `api_id`:
     the local API's (default: `local_api_id(path)`); serve the app with it. `parameters`:
-    `KEY=VALUE` words (`--param`, `--parameter-overrides`). Call
+    `KEY=VALUE` words (`--param`, `--parameter-overrides`). `install`: each function's
+    requirements.txt is installed into a cached folder of its own first. Call
     `attach()` once the gateway listens, and `close()` after it stopped.
     """
     path = Path(path)
@@ -304,6 +311,7 @@ def open_offline_app(
     _note_runtimes(spec)
     for name, why in spec.not_run:
         log.info("not run locally: function %s (%s); wsgate runs WebSocket routes", name, why)
+    dependencies = install_dependencies(spec) if install else {}
     endpoint = dynamodb_endpoint or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None
     local_dynamodb: LocalDynamoDB | None = None
     if aws:
@@ -329,6 +337,7 @@ def open_offline_app(
         strict_connect_result=strict_connect_result,
         local_dynamodb=local_dynamodb,
         api_id=api_id,
+        dependencies=dependencies,
     )
     try:
         if endpoint and spec.tables:

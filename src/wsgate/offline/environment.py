@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Mapping
 
 from wsgate.offline.function_process import (
+    DEPENDENCIES_VARIABLE,
     EXECUTE_API_VARIABLE,
     ORIGINS_VARIABLE,
     REAL_AWS_VARIABLE,
@@ -46,6 +47,7 @@ def function_environment(
     api_id: str = "",
     stage: str = "",
     real_aws: bool = False,
+    dependencies: str = "",
 ) -> dict[str, str]:
     """A function process's environment: the user's, the function's, then Lambda's own.
 
@@ -53,7 +55,8 @@ def function_environment(
     `dummy_credentials` replaces the user's credentials with placeholders (credentials the
     function itself declares are kept). `api_id` and `stage`: the local API's, so a
     management client made without an endpoint (AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI)
-    reaches the gateway too; `real_aws`: calls to other AWS hosts are meant (`--aws`).
+    reaches the gateway too; `real_aws`: calls to other AWS hosts are meant (`--aws`);
+    `dependencies`: the folder of the function's installed requirements.txt.
     """
     env = dict(os.environ)
     env.update(fn.environment)
@@ -77,6 +80,7 @@ def function_environment(
             ORIGINS_VARIABLE: ",".join(origins),
             EXECUTE_API_VARIABLE: _execute_api(origins, stage),
             REAL_AWS_VARIABLE: "1" if real_aws else "",
+            DEPENDENCIES_VARIABLE: dependencies,
         }
     )
     if api_id and stage:

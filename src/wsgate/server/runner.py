@@ -224,6 +224,8 @@ class ServeConfig:
     #: For serverless.yml/SAM targets: `KEY=VALUE` words, serverless.yml's `${param:KEY}`
     #: (`--param`) and a template's parameter overrides (`--parameter-overrides`).
     parameters: tuple[str, ...] = ()
+    #: For serverless.yml/SAM targets: install each function's requirements.txt (cached).
+    install: bool = True
     reload: bool = False
     workers: int = 1
     #: With a Redis store: this node's id (random if None; `-K` is added per worker), and
@@ -344,6 +346,7 @@ def run_node(
             aws=config.aws,
             strict_connect_result=config.strict_connect_result,
             parameters=config.parameters,
+            install=config.install,
         )
         app, stage = functions.app, functions.stage
     else:
