@@ -70,7 +70,8 @@ class MessageAssembler:
         """The payload bytes kept for the message in progress (0 between messages)."""
         return self._size if self._parts is not None else 0
 
-    def frame(self, opcode: int, fin: bool, payload: bytes) -> Message | Close | None:
+    # `fin: int`: picows gives 0 or 1, which the compiled build would not take for a bool.
+    def frame(self, opcode: int, fin: int, payload: bytes) -> Message | Close | None:
         """Take one data frame: a message once complete, a close on a broken rule, else None."""
         if opcode != CONTINUATION:
             if self._parts is not None:
