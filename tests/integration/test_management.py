@@ -225,3 +225,31 @@ def test_a_bad_allowed_host_refuses_to_start() -> None:
     """An allowlist entry with a scheme or a port is a start-up error, not a silent no-match."""
     with pytest.raises(ConfigError), run_gateway(App(), allowed_hosts=["http://x.example"]):
         pass
+
+
+def test_pages_of_other_sites_cannot_call_the_management_api() -> None:
+    """A cross-site request from a page in the user's browser (it carries that page's
+    Origin, and a form POST needs no preflight) gets 403 and does nothing; the gateway's
+    own origin (its console) and callers without an Origin (boto3, curl) are answered."""
+    app, seen = connected_app()
+    with run_gateway(app) as server, ws_connect(server.url) as ws:
+        connection_id = seen.get(timeout=TIMEOUT)["requestContext"]["connectionId"]
+        path = "/dev/@connections/" + connection_id.replace("=", "%3D")
+        own = f"127.0.0.1:{server.port}"
+        for origin in ("http://evil.example", "null", f"http://localhost:{server.port}"):
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+            try:
+                conn.request("POST", path, body=b"forged", headers={"Origin": origin})
+                assert conn.getresponse().status == 403, origin
+            finally:
+                conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+        try:
+            conn.request("POST", path, body=b"console", headers={"Origin": f"http://{own}"})
+            assert conn.getresponse().status == 200
+        finally:
+            conn.close()
+        assert recv(ws) == "console"  # the forged posts never arrived
+        status, _, _ = raw_request(server.port, "POST", path, b"no origin")
+        assert status == 200
+        assert recv(ws) == "no origin"

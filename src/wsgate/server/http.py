@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
@@ -142,6 +143,14 @@ def http_runner(
             return forbidden(
                 f"the management API does not answer for host {host!r} (a guard against "
                 "DNS rebinding); start wsgate with --allowed-host NAME to answer it"
+            )
+        origin = request.headers.get(hdrs.ORIGIN)
+        if origin is not None and urlsplit(origin).netloc.lower() != (host or "").lower():
+            # A page of another site in the user's browser (a cross-site POST needs no
+            # preflight); boto3 and curl send no Origin, the console sends its own.
+            return forbidden(
+                f"the management API does not answer pages of another origin ({origin!r}); "
+                "call it from a program, or from the console it serves"
             )
         if not allow_remote_management and not _is_loopback(request.remote):
             return forbidden(
