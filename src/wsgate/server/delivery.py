@@ -108,6 +108,9 @@ class Delivery:
         self._sent: asyncio.Future[None] | None = None
         #: Done when the last fan-out called has delivered here and sent its requests.
         self._last_fan_out: asyncio.Future[None] | None = None
+        #: For `/metrics`: messages written here, sends refused (too large, closing), and
+        #: sends to connections gone (410).
+        self.sent = self.send_failures = self.gone = 0
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -136,6 +139,7 @@ class Delivery:
             return self._failed(exc)
         if not conn.write(TEXT if is_text else BINARY, frame):
             return self._failed(GoneError(connection_id))
+        self.sent += 1
         if conn.backed_up:
             return conn.wait_for_drain()
         assert self._sent is not None
@@ -162,10 +166,12 @@ class Delivery:
         _thread_sends.bytes = queued
         assert self._loop is not None
         self._loop.call_soon_threadsafe(conn.write, TEXT if is_text else BINARY, frame)
+        self.sent += 1  # from a thread: the GIL keeps the count near enough
         return True
 
     def _failed(self, exc: Exception) -> asyncio.Future[None]:
         assert self._loop is not None
+        self.send_failures += 1
         failed = self._loop.create_future()
         failed.set_exception(exc)
         return failed
@@ -190,7 +196,9 @@ class Delivery:
             return False
         # No waiting for a backed-up client here: the asking node's call has a timeout of
         # its own. Across nodes, a client that does not read meets max_send_buffer_bytes.
-        return conn.write(TEXT if is_text else BINARY, frame)
+        written = conn.write(TEXT if is_text else BINARY, frame)
+        self.sent += written
+        return written
 
     async def subscribe(self, connection_id: str, topic: str) -> None:
         if not await self._on_owner("subscribe", connection_id, topic):
@@ -269,6 +277,7 @@ class Delivery:
         (DynamoDB) a record of another node belongs to a socket this node cannot see and
         no `OtherNodes` reaches; it is reported as gone and left alone.
         """
+        self.gone += 1
         record = await self.store.get_connection(connection_id)
         if record is None or record.node == self.node:
             await self.store.remove_connection(connection_id)
@@ -359,6 +368,7 @@ class Delivery:
                 gone.append(connection_id)
             elif conn.write(kind, frame, wire):
                 delivered += 1
+        self.sent += delivered
         return delivered, gone
 
     async def connection_ids(self) -> list[str]:

@@ -29,7 +29,7 @@ from typing import Any
 from wsgate import connection_api
 from wsgate.app import App
 from wsgate.core import ids
-from wsgate.core.close import SHUTDOWN, Close
+from wsgate.core.close import SHUTDOWN, SLOW_CONSUMER, Close
 from wsgate.core.events import ConnectionContext, disconnect_event, message_event
 from wsgate.core.limits import Limits
 from wsgate.core.quotas import RefusalLog
@@ -47,6 +47,7 @@ from wsgate.server.connection import CLOSE_TIMEOUT, GatewayBuffers, LiveConnecti
 from wsgate.server.delivery import Delivery, OtherNodes
 from wsgate.server.front import OpenConnection
 from wsgate.server.invoker import HandlerFailed, HandlerTimedOut, Invoker, handler_log
+from wsgate.server.observability import NO_ROUTE, Metrics, access
 from wsgate.server.signatures import AccessKeys
 from wsgate.store.base import Store
 
@@ -75,6 +76,7 @@ class Gateway:
         others: OtherNodes | None = None,
         allowed_origins: Iterable[str] = (),
         access_keys: AccessKeys | None = None,
+        access_log: bool = False,
     ) -> None:
         self.app = app
         self.store = store
@@ -102,6 +104,10 @@ class Gateway:
         #: The front door's entry point for WebSocket upgrade requests.
         self.open_connection: OpenConnection = functools.partial(upgrade.open_connection, self)
         self.stopping = False
+        #: One `wsgate.access` line per connect, message, disconnect, management call.
+        self.access_log = access_log
+        #: What `/metrics` reports (server/observability.py).
+        self.metrics = Metrics()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._binding: connection_api.Binding | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -199,8 +205,10 @@ class Gateway:
                     waiting.touched = True  # still writing the last batch: next time
 
     async def _touch(self, activity: dict[str, int]) -> None:
+        started = time.monotonic()
         try:
             await self.store.touch(activity)
+            self.metrics.store_call("touch", time.monotonic() - started)
         except Exception as exc:
             if not self._touch_failing:  # once, not every sweep while the store is down
                 log.warning("writing lastActiveAt failed (%s); retrying with each batch", exc)
@@ -241,6 +249,11 @@ class Gateway:
         connection stays open (docs/compatibility.md §8.2)."""
         info = conn.info
         conn.reply(error_frame(TOO_MANY_REQUESTS, info.connection_id, self.new_id()))
+        self.metrics.message(NO_ROUTE, "throttled", None)
+        if self.access_log:
+            access(
+                "message", connectionId=info.connection_id, routeKey=NO_ROUTE, status="throttled"
+            )
         count = self._throttled_messages.count(now)
         if count is not None:
             log.warning(
@@ -255,8 +268,10 @@ class Gateway:
     ) -> None:
         info = conn.info
         request_id = self.new_id()
+        outcome, started = "ok", time.monotonic()
         try:
             if route_key is None:
+                outcome = "forbidden"
                 conn.reply(error_frame(FORBIDDEN, info.connection_id, request_id))
                 return
             route = self.app.routes[route_key]
@@ -275,8 +290,10 @@ class Gateway:
             try:
                 result = await self.invoker.invoke(route, event)
             except HandlerTimedOut:
+                outcome = "timeout"
                 reply = error_frame(ENDPOINT_TIMED_OUT, info.connection_id, request_id)
             except HandlerFailed:
+                outcome = "error"
                 reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
             else:
                 if route.return_response:
@@ -289,11 +306,23 @@ class Gateway:
                             route.name,
                             exc,
                         )
+                        outcome = "error"
                         reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
             if reply is not None:
                 conn.reply(reply)
         finally:
             conn.message_done()
+            seconds = None if route_key is None else time.monotonic() - started
+            route_key = route_key or NO_ROUTE
+            self.metrics.message(route_key, outcome, seconds)
+            if self.access_log:
+                access(
+                    "message",
+                    connectionId=info.connection_id,
+                    routeKey=route_key,
+                    status=outcome,
+                    latencyMs=None if seconds is None else round(seconds * 1000, 3),
+                )
 
     # -- disconnection -------------------------------------------------------------------
 
@@ -303,13 +332,28 @@ class Gateway:
         if self.live.get(connection_id) is conn:
             del self.live[connection_id]
         assert conn.close is not None and self._loop is not None
+        if conn.close is SLOW_CONSUMER:
+            self.metrics.slow_consumers_dropped += 1
         task = self._loop.create_task(self._forget(conn.info, conn.close))
         self.connection_tasks.add(task)
         task.add_done_callback(self.connection_tasks.discard)
 
     async def _forget(self, info: ConnectionContext, close: Close) -> None:
+        self.metrics.disconnect(close.code)
+        if self.access_log:
+            access(
+                "disconnect",
+                connectionId=info.connection_id,
+                sourceIp=info.source_ip,
+                routeKey=DISCONNECT,
+                closeCode=close.code,
+                closeReason=close.reason,
+                durationMs=time.time_ns() // 1_000_000 - info.connected_at,
+            )
+        started = time.monotonic()
         try:
             await self.store.remove_connection(info.connection_id)
+            self.metrics.store_call("remove_connection", time.monotonic() - started)
         except Exception as exc:
             # The user's $disconnect runs whatever the store says; the record goes later.
             if not self._unremoved:

@@ -7,6 +7,8 @@
                                      SigV4-signed by a known key, with access keys)
     GET  /, [/{stage}]/@console,     the demo page (demo app only), the connections console
          /@static/...                (the management API's callers only): `server/pages.py`
+    GET  /metrics, /health           Prometheus' text format; 200 serving, 503 draining
+                                     (the management API's callers only)
     anything else                    403 {"message": "Forbidden"}, as API Gateway answers
 
 `/` is a local convenience (`wsgate connect ws://127.0.0.1:8080`); on AWS the stage is
@@ -36,6 +38,7 @@ from wsgate.server.management import (
     parse_path,
     payload_too_large,
 )
+from wsgate.server.observability import METRICS_HINT, access, exposition
 from wsgate.server.pages import DEFAULT_PAGES, Page, Pages, find_page
 from wsgate.server.signatures import AccessKeys, SignatureRefused, verify
 
@@ -99,6 +102,20 @@ def _page_response(page: Page, refused: ManagementResponse | None) -> web.Respon
     if refused is not None:
         return web.Response(status=refused.status, headers=refused.headers, body=refused.body)
     return web.Response(body=page.body, headers={**page.headers, "Content-Type": page.content_type})
+
+
+def _health(gateway: Gateway) -> web.Response:
+    """200 while serving; 503 once stopping, so a load balancer sends no new clients."""
+    if gateway.stopping:
+        return web.json_response({"status": "draining"}, status=503)
+    return web.json_response({"status": "serving"})
+
+
+def _metrics(gateway: Gateway) -> web.Response:
+    body = exposition(gateway)
+    if body is None:
+        return web.Response(status=501, text=METRICS_HINT)
+    return web.Response(body=body, content_type="text/plain", charset="utf-8")
 
 
 def socket_paths(stage: str) -> frozenset[str]:
@@ -173,7 +190,20 @@ def http_runner(
                         return await _body_timed_out(request)
                     refused = _signature_refusal(access_keys, request, body)
                     result = refused or await management.handle(request.method, path, body)
+            if gateway.access_log:
+                access(
+                    "management",
+                    connectionId=path.connection_id,
+                    sourceIp=request.remote,
+                    status=result.status,
+                    method=request.method,
+                    path=raw_path,
+                )
             return web.Response(status=result.status, headers=result.headers, body=result.body)
+        if request.path in ("/metrics", "/health") and request.method == "GET":
+            if (result := refusal(request)) is not None:
+                return web.Response(status=result.status, headers=result.headers, body=result.body)
+            return _health(gateway) if request.path == "/health" else _metrics(gateway)
         is_upgrade = "websocket" in request.headers.get(hdrs.UPGRADE, "").lower()
         if request.method == "GET" and not is_upgrade:
             page = find_page(pages, request.path, gateway.stage)

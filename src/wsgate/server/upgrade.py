@@ -53,6 +53,7 @@ from wsgate.core.responses import connect_decision
 from wsgate.core.routing import CONNECT
 from wsgate.server.connection import LiveConnection
 from wsgate.server.invoker import HandlerFailed, HandlerTimedOut, handler_log
+from wsgate.server.observability import access
 from wsgate.server.signatures import AccessKeys, SignatureRefused, Signer, verify
 from wsgate.server.transport import hand_over, refuse
 from wsgate.store.base import ConnectionRecord
@@ -72,26 +73,42 @@ _picows_logger.setLevel(logging.WARNING)
 async def open_connection(
     gateway: Gateway, head: RequestHead, transport: asyncio.Transport, rest: bytes
 ) -> None:
-    """Serve a WebSocket upgrade request: `$connect`, then the 101 and the socket."""
+    """Serve a WebSocket upgrade request: `$connect`, then the 101 and the socket; count
+    the outcome, and log it when the access log is on."""
+    started = time.monotonic()
+    status, info = await _open(gateway, head, transport, rest)
+    gateway.metrics.connect(status)
+    if gateway.access_log:
+        peer = transport.get_extra_info("peername")
+        access(
+            "connect",
+            connectionId=info.connection_id if info is not None else None,
+            sourceIp=info.source_ip if info is not None else str(peer[0]) if peer else "",
+            routeKey=CONNECT,
+            status=status,
+            latencyMs=round((time.monotonic() - started) * 1000, 3),
+        )
+
+
+async def _open(
+    gateway: Gateway, head: RequestHead, transport: asyncio.Transport, rest: bytes
+) -> tuple[int, ConnectionContext | None]:
+    """The status the handshake got (101: open) and its connection, once it has an id."""
     try:
         check_upgrade(head)
     except HandshakeError as refusal:
-        _refuse(transport, refusal.status, refusal.message, refusal.headers)
-        return
+        return _refuse(transport, refusal.status, refusal.message, refusal.headers), None
     if gateway.stopping:
-        _refuse(transport, 503, "Service Unavailable")
-        return
+        return _refuse(transport, 503, "Service Unavailable"), None
     admission = gateway.admission
     status = admission.refusal(head, len(gateway.live), time.monotonic())
     if status is not None:
-        _refuse(transport, status, _phrase(status))
-        return
+        return _refuse(transport, status, _phrase(status)), None
     signer = None
     if gateway.app.authorization == "AWS_IAM":
         signer = admission.signer(head)
         if signer is None:
-            _refuse(transport, 403, "Forbidden")
-            return
+            return _refuse(transport, 403, "Forbidden"), None
     info = _connection_context(gateway, head, transport, signer)
     subprotocol = None
     authorizer = gateway.app.connect_authorizer
@@ -106,16 +123,16 @@ async def open_connection(
             gateway, authorizer, head, info, gateway_headers, request_id
         )
         if not decision.allowed:
-            _refuse(transport, decision.status, decision.message, request_id=request_id)
-            return
+            status = _refuse(transport, decision.status, decision.message, request_id=request_id)
+            return status, info
         info.authorizer = decision.authorizer
         latency_ms = round((time.monotonic() - started) * 1000)
     if connect_route is not None:
-        accepted, subprotocol = await _run_connect(
+        status, subprotocol = await _run_connect(
             gateway, connect_route, head, info, transport, gateway_headers, request_id, latency_ms
         )
-        if not accepted:
-            return
+        if status is not None:
+            return status, info
     record = ConnectionRecord(
         connection_id=info.connection_id,
         connected_at=info.connected_at,
@@ -127,16 +144,16 @@ async def open_connection(
         node=gateway.node,
         authorizer=info.authorizer,
     )
+    started = time.monotonic()
     try:
         await gateway.store.add_connection(record)
     except Exception:  # the connection never opened: no `$disconnect` for it
         log.exception("cannot store connection %s; refusing it", info.connection_id)
-        _refuse(transport, 500, "Internal server error")
-        return
+        return _refuse(transport, 500, "Internal server error"), info
+    gateway.metrics.store_call("add_connection", time.monotonic() - started)
     if gateway.stopping:  # stopped while `$connect` ran: this one never opens
         await gateway.store.remove_connection(info.connection_id)
-        _refuse(transport, 503, "Service Unavailable")
-        return
+        return _refuse(transport, 503, "Service Unavailable"), info
     conn = LiveConnection(gateway, info, gateway.limits)
     gateway.live[info.connection_id] = conn
     if not transport.is_closing():
@@ -153,6 +170,7 @@ async def open_connection(
     if conn.transport is None:  # the client left during `$connect`
         transport.abort()
         conn.on_ws_disconnected(None)
+    return 101, info
 
 
 class Admission:
@@ -328,8 +346,9 @@ async def _run_connect(
     gateway_headers: dict[str, str],
     request_id: str,
     authorizer_latency_ms: int | None,
-) -> tuple[bool, str | None]:
-    """Run `$connect`; answer a refusal; return (accepted, the subprotocol to answer)."""
+) -> tuple[int | None, str | None]:
+    """Run `$connect`; answer a refusal; return (the refusal's status, None if accepted;
+    the subprotocol to answer)."""
     event = connect_event(
         info,
         headers=head.headers,
@@ -344,19 +363,16 @@ async def _run_connect(
     try:
         result = await gateway.invoker.invoke(route, event)
     except HandlerTimedOut:
-        _refuse(transport, 504, "Endpoint request timed out", request_id=request_id)
-        return False, None
+        return _refuse(transport, 504, "Endpoint request timed out", request_id=request_id), None
     except HandlerFailed:
-        _refuse(transport, 502, "Internal server error", request_id=request_id)
-        return False, None
+        return _refuse(transport, 502, "Internal server error", request_id=request_id), None
     decision = connect_decision(result)
     if decision.problem is not None:
         handler_log.error("$connect handler %s: %s", route.name, decision.problem)
     if not decision.accepted:
         text = "Internal server error" if decision.status == 502 else _phrase(decision.status)
-        _refuse(transport, decision.status, text, request_id=request_id)
-        return False, None
-    return True, decision.subprotocol
+        return _refuse(transport, decision.status, text, request_id=request_id), None
+    return None, decision.subprotocol
 
 
 def _hand_to_picows(
@@ -431,8 +447,10 @@ def _refuse(
     headers: tuple[tuple[str, str], ...] = (),
     *,
     request_id: str | None = None,
-) -> None:
-    """Answer the upgrade request with an HTTP error, API Gateway's JSON body, and close."""
+) -> int:
+    """Answer the upgrade request with an HTTP error, API Gateway's JSON body, and close;
+    the status, for the access log."""
     if request_id is not None:
         headers = (*headers, ("x-amzn-RequestId", request_id))
     refuse(transport, status, _phrase(status), message, headers)
+    return status
