@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -36,13 +38,54 @@ def load_app(target: str) -> App:
     raise TargetError(f"{location} defines several Apps; name one: {location}:NAME")
 
 
+def reload_app(target: str, folder: Path) -> App:
+    """Import TARGET afresh, with every module under `folder` (its own code: not wsgate,
+    not an installed package), and return its App: `wsgate serve --reload`.
+
+    Fresh modules, so module-level state starts over, as in a new Lambda container. On any
+    error (TargetError, or what an import of a route table's module raised) the modules
+    of before are put back, so the running app's later imports still find them.
+    """
+    folder = folder.resolve()
+    before = {name: module for name, module in sys.modules.items() if _is_under(module, folder)}
+    for name, module in before.items():
+        del sys.modules[name]
+        # An edit within the second of the last compile, of the same size, would pass the
+        # bytecode cache's check (whole-second mtime, size) and run the code of before.
+        with contextlib.suppress(TypeError, OSError):
+            os.remove(module.__cached__)
+    try:
+        return load_app(target)
+    except BaseException:
+        for name, module in list(sys.modules.items()):
+            if _is_under(module, folder):
+                del sys.modules[name]
+        sys.modules.update(before)
+        raise
+
+
+def _is_under(module: ModuleType | None, folder: Path) -> bool:
+    """`module` is the user's code in `folder` (not wsgate's, not an installed package's)."""
+    file = getattr(module, "__file__", None)
+    if not file or module is None or module.__name__.partition(".")[0] == "wsgate":
+        return False
+    path = Path(file).resolve()
+    if not path.is_relative_to(folder):
+        return False
+    parts = path.relative_to(folder).parts
+    return not any(
+        part.startswith(".") or part in ("site-packages", "dist-packages") for part in parts
+    )
+
+
 def _import_file(path: Path) -> ModuleType:
     if not path.is_file():
         raise TargetError(f"no such file: {path}")
     path = path.resolve()
     # Like `python path.py`: the file's folder comes first on sys.path, so the app can
     # import its neighbours (and route tables can name "handlers.connect").
-    sys.path.insert(0, str(path.parent))
+    if sys.path[0] != str(path.parent):
+        sys.path.insert(0, str(path.parent))
     name = path.stem
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from websockets.sync.client import ClientConnection
 
 from tests.conftest import TIMEOUT, free_port, recv, ws_connect
 
@@ -68,8 +69,8 @@ def stop(process: subprocess.Popen[str]) -> str:
 
 
 @pytest.mark.slow
-def test_reload_restarts_on_edit(tmp_path: Path) -> None:
-    """Editing the app file under --reload restarts the gateway with the new code."""
+def test_reload_swaps_in_an_edit(tmp_path: Path) -> None:
+    """Editing the app file under --reload serves the new code to new clients."""
     app_file = tmp_path / "app.py"
     app_file.write_text(APP.format(reply="first"))
     port = free_port()
@@ -91,8 +92,148 @@ def test_reload_restarts_on_edit(tmp_path: Path) -> None:
         assert answer == "second"
     finally:
         log = stop(server)
-    assert "restarting" in log
+    assert "reloaded" in log
     assert "watchfiles" not in log  # the reloader says what happens in wsgate's words
+
+
+CHAT = """
+from wsgate import App, connections
+
+app = App()
+ANSWERED = []  # module-level state: starts over with each reload
+
+
+@app.route("subscribe")
+async def subscribe(event, context):
+    await connections.subscribe(event.connection_id, event.json["topic"])
+    await connections.send(event.connection_id, "subscribed")
+
+
+@app.route("publish")
+async def publish(event, context):
+    await connections.publish(event.json["topic"], {reply!r} + ":" + event.json["data"])
+
+
+@app.default
+async def default(event, context):
+    ANSWERED.append(event.body)
+    await connections.send(event.connection_id, f"{reply}-{{len(ANSWERED)}}")
+"""
+
+
+def serve_reloading(folder: Path, port: int, log: Path) -> subprocess.Popen[str]:
+    """`wsgate serve app.py --reload` in `folder`, its stderr in `log` (readable meanwhile)."""
+    with log.open("w") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "wsgate", "serve", "app.py", "--reload", "--port", str(port)]
+            + ["--store", "memory://"],
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
+
+
+def ask_until(ws: ClientConnection, prefix: str) -> str | bytes:
+    """Send "hi" until the answer starts with `prefix` (the reload is picked up)."""
+    deadline = time.monotonic() + TIMEOUT * 2
+    answer: str | bytes = ""
+    while time.monotonic() < deadline:
+        ws.send("hi")
+        answer = recv(ws)
+        if isinstance(answer, str) and answer.startswith(prefix):
+            return answer
+        time.sleep(0.1)
+    raise AssertionError(f"still {answer!r}, not {prefix}...")
+
+
+def wait_for_log(log: Path, text: str) -> None:
+    deadline = time.monotonic() + TIMEOUT * 2
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, f"{text!r} not in: {log.read_text()}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_reload_keeps_clients_and_their_subscriptions(tmp_path: Path) -> None:
+    """A client connected before the edit stays connected and gets the new code's reply;
+    its subscription still receives publishes; module-level state starts over."""
+    app_file, log = tmp_path / "app.py", tmp_path / "stderr.txt"
+    app_file.write_text(CHAT.format(reply="first"))
+    port = free_port()
+    server = serve_reloading(tmp_path, port, log)
+    try:
+        wait_for_port(port)
+        url = f"ws://127.0.0.1:{port}/dev"
+        with ws_connect(url) as listener, ws_connect(url) as talker:
+            listener.send('{"action": "subscribe", "topic": "news"}')
+            assert recv(listener) == "subscribed"
+            assert ask_until(talker, "first") == "first-1"
+            assert ask_until(talker, "first") == "first-2"
+            app_file.write_text(CHAT.format(reply="second"))
+            assert ask_until(talker, "second") == "second-1"  # fresh module state
+            talker.send('{"action": "publish", "topic": "news", "data": "hello"}')
+            assert recv(listener) == "second:hello"
+        wait_for_log(log, "2 connections kept")
+    finally:
+        stop(server)
+
+
+@pytest.mark.slow
+def test_reload_keeps_the_old_code_when_the_new_does_not_import(tmp_path: Path) -> None:
+    """A SyntaxError is logged once with its traceback and the old code keeps answering;
+    the fixed file is then picked up."""
+    app_file, log = tmp_path / "app.py", tmp_path / "stderr.txt"
+    app_file.write_text(CHAT.format(reply="first"))
+    port = free_port()
+    server = serve_reloading(tmp_path, port, log)
+    try:
+        wait_for_port(port)
+        with ws_connect(f"ws://127.0.0.1:{port}/dev") as ws:
+            assert ask_until(ws, "first") == "first-1"
+            app_file.write_text(CHAT.format(reply="second") + "\ndef broken(:\n")
+            wait_for_log(log, "did not load")
+            assert ask_until(ws, "first") == "first-2"
+            app_file.write_text(CHAT.format(reply="third"))
+            assert ask_until(ws, "third") == "third-1"
+    finally:
+        stop(server)
+    text = log.read_text()
+    assert text.count("SyntaxError") >= 1
+    assert text.count("still running the code of before") == 1
+    assert text.count("Traceback") == 1
+
+
+HANDLERS = """
+from wsgate import connections
+
+
+def default(event, context):
+    connections.send(event.connection_id, {reply!r})
+"""
+
+
+@pytest.mark.slow
+def test_reload_picks_up_a_route_tables_module(tmp_path: Path) -> None:
+    """An app whose route table names plain functions in handlers.py picks up an edit to
+    handlers.py."""
+    (tmp_path / "app.py").write_text(
+        'from wsgate import App\n\napp = App(routes={"$default": "handlers.default"})\n'
+    )
+    handlers, log = tmp_path / "handlers.py", tmp_path / "stderr.txt"
+    handlers.write_text(HANDLERS.format(reply="v1"))
+    port = free_port()
+    server = serve_reloading(tmp_path, port, log)
+    try:
+        wait_for_port(port)
+        with ws_connect(f"ws://127.0.0.1:{port}/dev") as ws:
+            assert ask_until(ws, "v1") == "v1"
+            handlers.write_text(HANDLERS.format(reply="v2-new"))
+            assert ask_until(ws, "v2") == "v2-new"
+    finally:
+        stop(server)
 
 
 @pytest.mark.slow

@@ -118,6 +118,13 @@ class OfflineApp:
         """The function processes alive now."""
         return [pid for pool in self.pools.values() for pid in pool.pids()]
 
+    def restart_processes(self) -> str:
+        """The functions' code changed: the next invocations start cold on it (each
+        running one finishes on the code it started on). Says what restarts."""
+        for pool in self.pools.values():
+            pool.restart()
+        return f"{len(self.pools)} functions (their next invocations start cold)"
+
     def close(self) -> None:
         """Stop every function process (after the gateway stopped: $disconnect needs them),
         then the local DynamoDB (their $disconnect may write to it)."""

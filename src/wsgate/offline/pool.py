@@ -52,8 +52,12 @@ class FunctionError(Exception):
 class _FunctionProcess:
     """One function process and the gateway's ends of its two pipes."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], requests: int, responses: int) -> None:
+    def __init__(
+        self, popen: subprocess.Popen[bytes], requests: int, responses: int, generation: int
+    ) -> None:
         self.popen = popen
+        #: The pool's `generation` when it started: an older one runs code of before.
+        self.generation = generation
         self.requests = requests
         self.responses = responses
         self.ready = False
@@ -129,6 +133,8 @@ class FunctionPool:
         self._processes: set[_FunctionProcess] = set()
         self._starting = 0
         self._closed = False
+        #: Counts `restart()`s: a process of an older generation is not used again.
+        self._generation = 0
         self._executor = ThreadPoolExecutor(
             self.max_processes, thread_name_prefix=f"wsgate-fn-{spec.name}"
         )
@@ -242,6 +248,7 @@ class FunctionPool:
         )
 
     def _spawn(self) -> _FunctionProcess:
+        generation = self._generation  # before the process imports anything
         request_read, request_write = os.pipe()
         response_read, response_write = os.pipe()
         try:
@@ -268,11 +275,11 @@ class FunctionPool:
         finally:
             os.close(request_read)
             os.close(response_write)
-        return _FunctionProcess(popen, request_write, response_read)
+        return _FunctionProcess(popen, request_write, response_read, generation)
 
     def _release(self, process: _FunctionProcess, healthy: bool) -> None:
         with self._lock:
-            if healthy and not self._closed:
+            if healthy and not self._closed and process.generation == self._generation:
                 self._idle.append(process)
                 self._lock.notify()
                 return
@@ -280,6 +287,21 @@ class FunctionPool:
             self._lock.notify()
         process.kill()
         process.reap(1)
+
+    def restart(self) -> None:
+        """New code: idle processes stop now, busy ones when their invocation ends (on the
+        code it started on); the next invocation starts a cold process."""
+        with self._lock:
+            if self._closed:
+                return
+            self._generation += 1
+            idle, self._idle = self._idle, []
+            self._processes.difference_update(idle)
+            self._lock.notify_all()
+        for process in idle:
+            process.end_input()
+        if idle:  # reaped off the event loop: a process may take its time to exit
+            self._executor.submit(_reap, idle)
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop every process: idle ones get EOF, busy ones are killed; wait for them all."""
@@ -297,3 +319,9 @@ class FunctionPool:
         for process in idle:
             process.reap(max(0.0, deadline - time.monotonic()))
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _reap(processes: list[_FunctionProcess], timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.reap(max(0.0, deadline - time.monotonic()))

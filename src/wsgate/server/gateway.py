@@ -42,13 +42,14 @@ from wsgate.core.responses import (
     route_reply,
 )
 from wsgate.core.routing import DISCONNECT, NOT_JSON, parse_body
+from wsgate.exceptions import ConfigError
 from wsgate.server import upgrade
 from wsgate.server.connection import CLOSE_TIMEOUT, GatewayBuffers, LiveConnection
 from wsgate.server.delivery import Delivery, OtherNodes
 from wsgate.server.front import OpenConnection
 from wsgate.server.invoker import HandlerFailed, HandlerTimedOut, Invoker, handler_log
 from wsgate.server.observability import NO_ROUTE, Metrics, access
-from wsgate.server.signatures import AccessKeys
+from wsgate.server.signatures import AccessKeys, require_botocore
 from wsgate.store.base import Store
 
 log = logging.getLogger("wsgate.gateway")
@@ -168,6 +169,17 @@ class Gateway:
         self.invoker.shutdown()
         if connection_api._fallback is self._binding:
             connection_api.bind_default(None)
+
+    def replace_app(self, app: App) -> None:
+        """Serve `app` from now on, keeping every connection (`wsgate serve --reload`).
+
+        New messages and connections use its routes, route selection and authorization
+        (a connection's binary policy is its app's when it opened); invocations already
+        running finish on the old code. ConfigError if this gateway cannot serve it.
+        """
+        check_authorization(app, self.admission.access_keys)
+        self.app = app
+        self.invoker.function_name = app.name
 
     # -- the sweeper ---------------------------------------------------------------------
 
@@ -379,6 +391,17 @@ class Gateway:
             await self.invoker.invoke(route, event)
         except (HandlerFailed, HandlerTimedOut):
             pass  # logged by the invoker; there is no client left to tell
+
+
+def check_authorization(app: App, access_keys: AccessKeys | None) -> None:
+    """ConfigError unless a gateway with `access_keys` can check `app`'s authorization."""
+    if app.authorization == "AWS_IAM":
+        require_botocore("AWS_IAM authorization")
+        if access_keys is None:
+            raise ConfigError(
+                "AWS_IAM authorization needs access keys to check signatures: "
+                "--access-keys FILE (ACCESS_KEY_ID:SECRET lines)"
+            )
 
 
 if sys.version_info >= (3, 12):

@@ -20,20 +20,22 @@ from typing import TYPE_CHECKING
 
 from wsgate.app import App
 from wsgate.core.limits import Limits
-from wsgate.exceptions import ConfigError, WsgateError
+from wsgate.exceptions import ConfigError
 from wsgate.server.delivery import OtherNodes
 from wsgate.server.front import FrontDoor, limit_log_floods
-from wsgate.server.gateway import Gateway
+from wsgate.server.gateway import Gateway, check_authorization
 from wsgate.server.http import http_runner, socket_paths
 from wsgate.server.listener import Listener, listening_socket
 from wsgate.server.pages import DEFAULT_PAGES, Pages
 from wsgate.server.peers import Peers
 from wsgate.server.redis_bus import NODE_TIMEOUT, RedisBus
-from wsgate.server.signatures import AccessKeys, require_botocore
+from wsgate.server.signatures import AccessKeys
 from wsgate.store import DEFAULT_STORE_URL, Store, open_store
 
 if TYPE_CHECKING:
+    from wsgate.aws.lambda_handler import LambdaAdapter
     from wsgate.offline.app import OfflineApp
+    from wsgate.server.reload import CodeReload
 
 log = logging.getLogger("wsgate.server")
 
@@ -108,13 +110,7 @@ async def serve(
     _check_stage(stage)
     limit_log_floods()
     keys = AccessKeys(access_keys) if isinstance(access_keys, Mapping) else access_keys
-    if app.authorization == "AWS_IAM":
-        require_botocore("AWS_IAM authorization")
-        if keys is None:
-            raise ConfigError(
-                "AWS_IAM authorization needs access keys to check signatures: "
-                "--access-keys FILE (ACCESS_KEY_ID:SECRET lines)"
-            )
+    check_authorization(app, keys)
     opened = open_store(store) if isinstance(store, str) else store
     node, others = _node(opened, peers, node_id=node_id, node_timeout=node_timeout)
     gateway = Gateway(
@@ -261,7 +257,7 @@ class ServeConfig:
             )
 
     def to_json(self) -> str:
-        """For the processes `run()` starts (workers, the reloaded child)."""
+        """For the processes `run()` starts (the workers)."""
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
@@ -285,21 +281,17 @@ OFFLINE_SUFFIXES = (".yml", ".yaml", ".json")
 def run(config: ServeConfig) -> int:
     """Serve `config.target` until SIGINT/SIGTERM; the process's exit status.
 
-    The one entry point of `wsgate serve`, each mode a keyword: `reload` (restart on code
-    changes), `workers` (N processes on one port), an offline serverless.yml/SAM target,
-    `lambda_mode`. Raises ConfigError for what cannot run.
+    The one entry point of `wsgate serve`, each mode a keyword: `reload` (new code swapped
+    into the running gateway), `workers` (N processes on one port), an offline
+    serverless.yml/SAM target, `lambda_mode`. Raises ConfigError for what cannot run.
     """
     config.check()
     _raise_open_files_limit()
-    if config.reload:
-        _run_with_reload(config)
-        return 0
     if config.workers > 1:
         from wsgate.server.workers import supervise
 
         return supervise(config)
-    # Only where a gateway runs: the reloader's and the supervisor's own output is
-    # wsgate's lines, not the INFO logs of the libraries they use (watchfiles).
+    # Only where a gateway runs: the supervisor's own output is wsgate's lines.
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -352,6 +344,7 @@ def run_node(
     else:
         app = load_target(config.target)
     served, gateway_store = app, config.store
+    adapter: LambdaAdapter | None = None
     if config.lambda_mode:
         from wsgate.aws.lambda_handler import LambdaAdapter
 
@@ -360,6 +353,7 @@ def run_node(
         )
         # The gateway only holds sockets; the app's state lives in the adapter's store.
         served, gateway_store = adapter.as_app(), "memory://"
+    code_reload = _code_reload(config, functions, adapter) if config.reload else None
 
     def ready(server: Server) -> None:
         if functions is not None:
@@ -407,6 +401,7 @@ def run_node(
             listener=listener,
             api_id=functions.api_id if functions is not None else None,
             pages=Pages(demo=config.target is None, console=config.console),
+            code_reload=code_reload,
         )
     finally:
         if functions is not None:
@@ -444,12 +439,13 @@ def _serve_until_stopped(
     listener: socket.socket | None,
     pages: Pages,
     api_id: str | None = None,
+    code_reload: CodeReload | None = None,
 ) -> None:
     """Serve `app` until SIGINT/SIGTERM, then close every connection and stop.
 
     A `worker` accepts from `listener`, shared with the other workers, and also stops
     when its stdin reaches end of file: its supervisor is gone, even one killed with
-    SIGKILL.
+    SIGKILL. With `code_reload`, code changes are swapped in while it serves.
     """
 
     async def main() -> None:
@@ -489,47 +485,47 @@ def _serve_until_stopped(
         ) as server:
             _tune_gc()
             on_ready(server)
+            watching = None
+            if code_reload is not None:
+                watching = asyncio.create_task(code_reload.watch(server.gateway, stop))
             await stop.wait()
+            if watching is not None:
+                await watching
             log.info("stopping: closing %d connections", len(server.gateway.live))
 
     with asyncio.Runner(loop_factory=fastest_loop()) as runner:
         runner.run(main())
 
 
-def _run_with_reload(config: ServeConfig) -> None:
-    """Run the gateway in a child process and restart it when a .py file changes."""
-    import watchfiles
+def _code_reload(
+    config: ServeConfig, functions: OfflineApp | None, adapter: LambdaAdapter | None
+) -> CodeReload:
+    """What `--reload` watches (the target's folder, else the current one) and how it swaps
+    new code in: a Python app is imported afresh; a serverless.yml/SAM app's function
+    processes are restarted, so the next invocation starts cold on the new code."""
+    from wsgate.importer import reload_app
+    from wsgate.server.reload import CodeReload
 
     location = (config.target or "").partition(":")[0]
-    watched = (
+    folder = (
         Path(location).resolve().parent
         if location.endswith((".py", *OFFLINE_SUFFIXES))
         else Path.cwd()
     )
-    print(f"wsgate: watching {watched} for changes", file=sys.stderr, flush=True)
-    child = dataclasses.replace(config, reload=False)
-    watchfiles.run_process(
-        watched,
-        target=_reloaded_child,
-        args=(child.to_json(),),
-        watch_filter=watchfiles.PythonFilter(),
-        callback=lambda changes: print(
-            f"wsgate: {len(changes)} file(s) changed, restarting", file=sys.stderr, flush=True
-        ),
-    )
+    print(f"wsgate: watching {folder} for changes", file=sys.stderr, flush=True)
 
+    def swap(gateway: Gateway) -> str:
+        if functions is not None:
+            return functions.restart_processes()
+        app = reload_app(config.target or "wsgate.demo:app", folder)
+        if adapter is None:
+            gateway.replace_app(app)
+        else:  # its proxy app carries no authorization: replace_app cannot refuse it
+            adapter.app = app
+            gateway.replace_app(adapter.as_app())
+        return f"{app.name} ({len(app.routes)} routes)"
 
-def _reloaded_child(config_json: str) -> None:
-    """The child `--reload` restarts: one gateway, as `wsgate serve` without --reload."""
-    config = ServeConfig.from_json(config_json)
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        run_node(config)
-    except WsgateError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    return CodeReload(folder, swap)
 
 
 def _tune_gc() -> None:
