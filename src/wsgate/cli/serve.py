@@ -195,6 +195,25 @@ from wsgate.store import DEFAULT_STORE_URL
     default="info",
     show_default=True,
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or as one JSON object per line.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="A wsgate.access line (INFO) per connect, message, disconnect and management call.",
+)
+@click.option(
+    "--log-config",
+    metavar="FILE",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A logging dictConfig in JSON or YAML; replaces --log-level and --log-format.",
+)
 def serve(
     target: str | None,
     host: str,
@@ -229,6 +248,9 @@ def serve(
     reload: bool,
     workers: int,
     log_level: str,
+    log_format: str,
+    access_log: bool,
+    log_config: str | None,
 ) -> None:
     """Serve TARGET (path.py, path.py:app, module:app, serverless.yml or a SAM template.yaml);
     no TARGET serves the demo app."""
@@ -272,6 +294,9 @@ def serve(
             reload=reload,
             workers=workers,
             log_level=log_level,
+            log_format=log_format,
+            access_log=access_log,
+            log_config=log_config,
             console=console,
         )
         config.check()

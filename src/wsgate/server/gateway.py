@@ -324,16 +324,17 @@ class Gateway:
                 conn.reply(reply)
         finally:
             conn.message_done()
-            seconds = None if route_key is None else time.monotonic() - started
-            route_key = route_key or NO_ROUTE
-            self.metrics.message(route_key, outcome, seconds)
+            seconds = time.monotonic() - started
+            # Handler latency only where a handler ran; the log says how long it all took.
+            handler_seconds = None if route_key is None else seconds
+            self.metrics.message(route_key or NO_ROUTE, outcome, handler_seconds)
             if self.access_log:
                 access(
                     "message",
                     connectionId=info.connection_id,
-                    routeKey=route_key,
+                    routeKey=route_key or NO_ROUTE,
                     status=outcome,
-                    latencyMs=None if seconds is None else round(seconds * 1000, 3),
+                    latencyMs=round(seconds * 1000, 3),
                 )
 
     # -- disconnection -------------------------------------------------------------------

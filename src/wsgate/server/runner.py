@@ -26,6 +26,7 @@ from wsgate.server.front import FrontDoor, limit_log_floods
 from wsgate.server.gateway import Gateway, check_authorization
 from wsgate.server.http import http_runner, socket_paths
 from wsgate.server.listener import Listener, listening_socket
+from wsgate.server.observability import JsonFormatter, access_log as access_logger
 from wsgate.server.pages import DEFAULT_PAGES, Pages
 from wsgate.server.peers import Peers
 from wsgate.server.redis_bus import NODE_TIMEOUT, RedisBus
@@ -101,6 +102,9 @@ async def serve(
     node_id: str | None = None,
     node_timeout: float = NODE_TIMEOUT,
     sock: socket.socket | None = None,
+    # Observability: one `wsgate.access` line per connect, message, disconnect and
+    # management call (off by default, so an embedding program's log stays its own)
+    access_log: bool = False,
 ) -> AsyncIterator[Server]:
     """Run `app` until the block exits; port 0 picks a free port (see `Server.port`).
 
@@ -124,6 +128,7 @@ async def serve(
         others=others,
         allowed_origins=tuple(allowed_origins),
         access_keys=keys,
+        access_log=access_log,
     )
     await gateway.start()
     runner = http_runner(
@@ -231,6 +236,13 @@ class ServeConfig:
     log_level: str = "info"
     #: The connections console at `/{stage}/@console` (`--no-console`: none).
     console: bool = True
+    #: Log lines as `text` or `json` (one object per line).
+    log_format: str = "text"
+    #: The `wsgate.access` lines (INFO: `log_level` warning or error leaves them out).
+    access_log: bool = True
+    #: A logging dictConfig file (JSON, or YAML with pyyaml) that replaces `log_level`
+    #: and `log_format`.
+    log_config: str | None = None
 
     @property
     def is_offline(self) -> bool:
@@ -292,11 +304,41 @@ def run(config: ServeConfig) -> int:
 
         return supervise(config)
     # Only where a gateway runs: the supervisor's own output is wsgate's lines.
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(config)
     run_node(config)
     return 0
+
+
+def configure_logging(config: ServeConfig) -> None:
+    """The log of a process that runs a gateway: `config.log_config` if given, else
+    stderr at `log_level` in `log_format`. ConfigError for a log config that cannot load."""
+    if config.log_config is None:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            JsonFormatter()
+            if config.log_format == "json"
+            else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        logging.basicConfig(level=config.log_level.upper(), handlers=[handler])
+        return
+    from logging.config import dictConfig
+
+    path = Path(config.log_config)
+    try:
+        text = path.read_text()
+        if path.suffix == ".json":
+            settings = json.loads(text)
+        else:
+            import yaml
+
+            settings = yaml.safe_load(text)
+        dictConfig(settings)
+    except ImportError as exc:
+        raise ConfigError(
+            f"--log-config {path}: a YAML file needs pyyaml (pip install pyyaml), or use JSON"
+        ) from exc
+    except Exception as exc:
+        raise ConfigError(f"--log-config {path}: {exc}") from exc
 
 
 def _raise_open_files_limit() -> None:
@@ -401,6 +443,8 @@ def run_node(
             listener=listener,
             api_id=functions.api_id if functions is not None else None,
             pages=Pages(demo=config.target is None, console=config.console),
+            # Off unless a handler takes `wsgate.access`'s INFO lines: one `if` a message.
+            access_log=config.access_log and access_logger.isEnabledFor(logging.INFO),
             code_reload=code_reload,
         )
     finally:
@@ -438,6 +482,7 @@ def _serve_until_stopped(
     worker: bool,
     listener: socket.socket | None,
     pages: Pages,
+    access_log: bool,
     api_id: str | None = None,
     code_reload: CodeReload | None = None,
 ) -> None:
@@ -482,6 +527,7 @@ def _serve_until_stopped(
             api_id=api_id,
             sock=listener,
             pages=pages,
+            access_log=access_log,
         ) as server:
             _tune_gc()
             on_ready(server)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import os
 import signal
 import socket
@@ -31,7 +30,7 @@ from types import FrameType
 
 from wsgate.exceptions import ConfigError, WsgateError
 from wsgate.server.peers import MAX_WORKERS, Peers
-from wsgate.server.runner import ServeConfig, run_node
+from wsgate.server.runner import ServeConfig, configure_logging, run_node
 
 #: Stores that link gateway nodes themselves: with them each worker is a node of its own.
 NODE_STORES = ("redis://", "rediss://", "redis+sentinel://")
@@ -142,9 +141,7 @@ def main(argv: list[str]) -> int:
     worker = (int(index), int(count))
     config = ServeConfig.from_json(config_json)
     listener = socket.socket(fileno=int(fd))
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(config)
     try:
         if config.store.startswith(NODE_STORES):  # each worker a node; Redis links them
             node_id = config.node_id or f"{socket.gethostname().split('.')[0]}-{os.getppid()}"
