@@ -121,11 +121,13 @@ async def default(event, context):
 """
 
 
-def serve_reloading(folder: Path, port: int, log: Path) -> subprocess.Popen[str]:
-    """`wsgate serve app.py --reload` in `folder`, its stderr in `log` (readable meanwhile)."""
+def serve_reloading(
+    folder: Path, port: int, log: Path, target: str = "app.py"
+) -> subprocess.Popen[str]:
+    """`wsgate serve TARGET --reload` in `folder`, its stderr in `log` (readable meanwhile)."""
     with log.open("w") as err:
         return subprocess.Popen(
-            [sys.executable, "-m", "wsgate", "serve", "app.py", "--reload", "--port", str(port)]
+            [sys.executable, "-m", "wsgate", "serve", target, "--reload", "--port", str(port)]
             + ["--store", "memory://"],
             cwd=folder,
             stdin=subprocess.DEVNULL,
@@ -249,5 +251,41 @@ def test_connect_sends_stdin_lines_and_prints_replies(tmp_path: Path) -> None:
         assert lines[0] == "first line"  # the demo echoes what is not an action
         assert len(lines[1]) == 16 and lines[1].endswith("=")
         assert client.returncode == 0, err
+    finally:
+        stop(server)
+
+
+FUNCTION = """
+def echo(event, context):
+    return {{"statusCode": 200, "body": {reply!r} + event["body"]}}
+"""
+
+SERVERLESS = f"""
+service: reloaded
+provider: {{name: aws, runtime: python{sys.version_info.major}.{sys.version_info.minor}}}
+functions:
+  echo:
+    handler: handler.echo
+    events: [{{websocket: {{route: $default, routeResponseSelectionExpression: $default}}}}]
+"""
+
+
+@pytest.mark.slow
+def test_reload_restarts_a_serverless_apps_functions_and_keeps_its_clients(
+    tmp_path: Path,
+) -> None:
+    """A serverless.yml app's function processes restart on an edit: the next invocation
+    runs the new code, on the connection opened before it."""
+    (tmp_path / "serverless.yml").write_text(SERVERLESS)
+    function, log = tmp_path / "handler.py", tmp_path / "stderr.txt"
+    function.write_text(FUNCTION.format(reply="one:"))
+    port = free_port()
+    server = serve_reloading(tmp_path, port, log, target="serverless.yml")
+    try:
+        wait_for_port(port)
+        with ws_connect(f"ws://127.0.0.1:{port}/dev") as ws:
+            assert ask_until(ws, "one:") == "one:hi"
+            function.write_text(FUNCTION.format(reply="two-new:"))
+            assert ask_until(ws, "two-new:") == "two-new:hi"
     finally:
         stop(server)
