@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,9 @@ from tests.conftest import TIMEOUT, management_client, recv, ws_connect
 from tests.integration.test_management import raw_request
 from wsgate import App
 from wsgate.core.limits import Limits
-from wsgate.server.observability import JsonFormatter
+from wsgate.exceptions import ConfigError
+from wsgate.server.observability import ACCESS_KEYS, JsonFormatter, access
+from wsgate.server.runner import ServeConfig, configure_logging
 from wsgate.testing import HandshakeRefused, TestGateway
 
 
@@ -253,3 +256,39 @@ def test_refused_for_a_forged_host(path: str) -> None:
         status, _, body = raw_request(port, "GET", path, host="evil.example")
         assert status == 403 and b"DNS rebinding" in body
         assert raw_request(port, "GET", path)[0] == 200
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_log_config_file(tmp_path: Path, suffix: str) -> None:
+    """`--log-config` takes a dictConfig, JSON or YAML: here, access lines as JSON to a file."""
+    written = tmp_path / "access.log"
+    settings = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "wsgate.server.observability.JsonFormatter"}},
+        "handlers": {
+            "file": {"class": "logging.FileHandler", "filename": str(written), "formatter": "json"}
+        },
+        "loggers": {"wsgate.access": {"handlers": ["file"], "level": "INFO"}},
+    }
+    config_file = tmp_path / f"logging{suffix}"
+    config_file.write_text(json.dumps(settings))  # JSON is YAML too
+    logger = logging.getLogger("wsgate.access")
+    before = logger.handlers[:], logger.level
+    try:
+        configure_logging(ServeConfig(log_config=str(config_file)))
+        access("disconnect", connectionId="abc=", closeCode=1000, closeReason="", durationMs=5)
+    finally:
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers[:], logger.level = before
+    line = json.loads(written.read_text())
+    assert line["event"] == "disconnect" and line["closeCode"] == 1000
+    assert set(line) == {"time", *ACCESS_KEYS}
+
+
+def test_log_config_that_cannot_load(tmp_path: Path) -> None:
+    broken = tmp_path / "logging.json"
+    broken.write_text('{"version": 1, "handlers": {"h": {"class": "no.such.Handler"}}}')
+    with pytest.raises(ConfigError, match="--log-config"):
+        configure_logging(ServeConfig(log_config=str(broken)))
