@@ -121,7 +121,7 @@ def test_access_log_lines(capture: Callable[[str], Lines]) -> None:
         ("slow", "timeout"),
         ("-", "forbidden"),
     ]
-    assert messages[2]["latencyMs"] >= 300
+    assert messages[2]["latencyMs"] >= 300 and messages[0]["sourceIp"] == "127.0.0.1"
     management = access.wait_for(lambda line: line["event"] == "management")
     assert (management["method"], management["status"]) == ("GET", 200)
     assert management["connectionId"] == connection_id
@@ -292,3 +292,18 @@ def test_log_config_that_cannot_load(tmp_path: Path) -> None:
     broken.write_text('{"version": 1, "handlers": {"h": {"class": "no.such.Handler"}}}')
     with pytest.raises(ConfigError, match="--log-config"):
         configure_logging(ServeConfig(log_config=str(broken)))
+
+
+def test_throttled_messages(capture: Callable[[str], Lines]) -> None:
+    """A message over --message-rate is logged and counted as `throttled`; no handler ran."""
+    access = capture("wsgate.access")
+    limits = Limits(message_rate=0.001, message_burst=1)
+    with TestGateway(observed_app(), limits=limits, access_log=True) as gateway:
+        client = gateway.connect()
+        for _ in range(2):
+            client.send({"action": "echo"})
+            recv(client.websocket)
+        throttled = access.wait_for(lambda line: line["status"] == "throttled")
+        metrics = scrape(gateway.server.port)
+    assert throttled["routeKey"] == "-" and throttled["connectionId"] == client.connection_id
+    assert metrics[("wsgate_messages_in_total", (("outcome", "throttled"), ("route", "-")))] == 1

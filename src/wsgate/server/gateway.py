@@ -264,7 +264,11 @@ class Gateway:
         self.metrics.message(NO_ROUTE, "throttled", None)
         if self.access_log:
             access(
-                "message", connectionId=info.connection_id, routeKey=NO_ROUTE, status="throttled"
+                "message",
+                connectionId=info.connection_id,
+                sourceIp=info.source_ip,
+                routeKey=NO_ROUTE,
+                status="throttled",
             )
         count = self._throttled_messages.count(now)
         if count is not None:
@@ -332,6 +336,7 @@ class Gateway:
                 access(
                     "message",
                     connectionId=info.connection_id,
+                    sourceIp=info.source_ip,
                     routeKey=route_key or NO_ROUTE,
                     status=outcome,
                     latencyMs=round(seconds * 1000, 3),
