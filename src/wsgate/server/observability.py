@@ -116,15 +116,28 @@ class Histogram:
         return buckets
 
 
+#: What became of a message: its handler returned, raised, timed out; no route took it;
+#: over the connection's message rate.
+OUTCOMES = ("ok", "error", "timeout", "forbidden", "throttled")
+
+
+class RouteStats:
+    """One route's messages by outcome, and its handler latency."""
+
+    __slots__ = ("outcomes", "latency")
+
+    def __init__(self) -> None:
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.latency = Histogram(HANDLER_BUCKETS)
+
+
 class Metrics:
     """One gateway's counts since it started, read by `/metrics`."""
 
     def __init__(self) -> None:
         self.connects: dict[int, int] = {}
         self.disconnects: dict[int, int] = {}
-        #: Messages in, by (route, outcome): ok, error, timeout, forbidden, throttled.
-        self.messages: dict[tuple[str, str], int] = {}
-        self.handler_seconds: dict[str, Histogram] = {}
+        self.routes: dict[str, RouteStats] = {}
         self.store_seconds: dict[str, Histogram] = {}
         self.slow_consumers_dropped = 0
         #: prometheus-client's registry for these counts, made by the first `/metrics`.
@@ -137,14 +150,16 @@ class Metrics:
         self.disconnects[code] = self.disconnects.get(code, 0) + 1
 
     def message(self, route: str, outcome: str, seconds: float | None) -> None:
-        """A message's outcome and, if a handler ran, how long it took."""
-        key = (route, outcome)
-        self.messages[key] = self.messages.get(key, 0) + 1
+        """A message's outcome and, if a handler ran, how long it took (on every message:
+        the histogram's work is inlined)."""
+        stats = self.routes.get(route)
+        if stats is None:
+            stats = self.routes[route] = RouteStats()
+        stats.outcomes[outcome] += 1
         if seconds is not None:
-            histogram = self.handler_seconds.get(route)
-            if histogram is None:
-                histogram = self.handler_seconds[route] = Histogram(HANDLER_BUCKETS)
-            histogram.observe(seconds)
+            latency = stats.latency
+            latency.counts[bisect.bisect_left(HANDLER_BUCKETS, seconds)] += 1
+            latency.total += seconds
 
     def store_call(self, operation: str, seconds: float) -> None:
         histogram = self.store_seconds.get(operation)
@@ -202,8 +217,10 @@ class _Collector:
             "throttled)",
             labels=["route", "outcome"],
         )
-        for (route, outcome), count in sorted(metrics.messages.items()):
-            messages.add_metric([route, outcome], count)
+        for route, stats in sorted(metrics.routes.items()):
+            for outcome, count in stats.outcomes.items():
+                if count:
+                    messages.add_metric([route, outcome], count)
         yield messages
         yield CounterMetricFamily(
             "wsgate_messages_out", "Messages written to this gateway's sockets", delivery.sent
@@ -226,7 +243,11 @@ class _Collector:
             "wsgate_handler_duration_seconds",
             "Message handler latency, by route",
             "route",
-            metrics.handler_seconds,
+            {
+                route: stats.latency
+                for route, stats in metrics.routes.items()
+                if any(stats.latency.counts)
+            },
         )
         yield _histograms(
             HistogramMetricFamily,
