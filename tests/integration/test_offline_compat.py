@@ -821,3 +821,85 @@ def test_requirements_are_installed_once_into_a_cached_folder_of_their_own(
         assert skipped.dependencies == {}
     with pytest.raises(ConfigError, match=r"cannot install .*requirements.txt.*--no-install"):
         open_offline_app(path, dynamodb_endpoint=moto_endpoint)
+
+
+# -- 7. layers -------------------------------------------------------------------------------
+
+REMOTE_LAYER = "arn:aws:lambda:us-east-1:123456789012:layer:elsewhere:3"
+
+LAYERS_YML = f"""
+service: layered
+provider: {{name: aws, runtime: {RUNTIME}}}
+layers:
+  shared: {{path: layers/shared}}
+  flat: {{path: layers/flat}}
+functions:
+  connect:
+    handler: app.connect
+    events: [{{websocket: $connect}}]
+  echo:
+    handler: app.echo
+    layers: [{{Ref: SharedLambdaLayer}}, {{Ref: FlatLambdaLayer}}, {REMOTE_LAYER}]
+    events: [{{websocket: {{route: $default, routeResponseSelectionExpression: $default}}}}]
+"""
+
+LAYERS_SAM = (
+    CONNECT_SAM.replace("    CodeUri: src/\n", "    CodeUri: src/\n    Layers: [!Ref FlatLayer]\n")
+    .replace(
+        "      Handler: app.echo\n",
+        f"      Handler: app.echo\n      Layers: [!Ref SharedLayer, {REMOTE_LAYER}]\n",
+    )
+    + """
+  SharedLayer:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layers/shared/
+  FlatLayer:
+    Type: AWS::Serverless::LayerVersion
+    Properties:
+      ContentUri: layers/flat
+"""
+)
+
+LAYERS_PY = """
+def connect(event, context):
+    return {"statusCode": 200}
+
+
+def echo(event, context):
+    import greeting  # from the layer's python/ folder, as Lambda's /opt/python
+    import suffix  # from a layer without one: the folder itself
+
+    return {"statusCode": 200, "body": greeting.shout(event["body"]) + suffix.MARK}
+"""
+
+
+@pytest.mark.parametrize("source", ["serverless.yml", "template.yaml"])
+def test_local_layers_are_on_the_path_after_the_code(
+    source: str, tmp_path: Path, moto_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "wsgate.offline")
+    code = "app.py" if source == "serverless.yml" else "src/app.py"
+    write_app(
+        tmp_path,
+        {
+            source: LAYERS_YML if source == "serverless.yml" else LAYERS_SAM,
+            code: LAYERS_PY,
+            "layers/shared/python/greeting.py": "def shout(text):\n    return text.upper()\n",
+            # Not imported: the layer's python/ folder is on the path, not the layer's root.
+            "layers/shared/suffix.py": "MARK = '?'\n",
+            "layers/flat/suffix.py": "MARK = '!'\n",
+            # The code comes first: its own module wins over a layer's of the same name.
+            "layers/flat/app.py": "raise ImportError('the layer shadows the code')\n",
+        },
+    )
+    with serve_functions(tmp_path / source, dynamodb_endpoint=moto_endpoint) as (app, server):
+        echo = next(fn for fn in app.spec.functions if fn.routes[0].key == "$default")
+        if source == "serverless.yml":
+            assert echo.layers == (tmp_path / "layers/shared/python", tmp_path / "layers/flat")
+        else:  # Globals' layers first
+            assert echo.layers == (tmp_path / "layers/flat", tmp_path / "layers/shared/python")
+        with ws_connect(server.url) as ws:
+            ws.send("hi")
+            assert recv(ws) == "HI!"
+    assert f"layer {REMOTE_LAYER} (of {echo.name}) is not available locally" in caplog.text

@@ -318,6 +318,17 @@ def open_offline_app(
     _note_runtimes(spec)
     for name, why in spec.not_run:
         log.info("not run locally: function %s (%s); wsgate runs WebSocket routes", name, why)
+    remote_layers: dict[str, list[str]] = {}
+    for fn in spec.functions:
+        for arn in fn.remote_layers:
+            remote_layers.setdefault(arn, []).append(fn.name)
+    for arn, names in remote_layers.items():
+        log.warning(
+            "layer %s (of %s) is not available locally: install what the functions import "
+            "from it into this environment (or a requirements.txt)",
+            arn,
+            ", ".join(names),
+        )
     dependencies = install_dependencies(spec) if install else {}
     endpoint = dynamodb_endpoint or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB") or None
     local_dynamodb: LocalDynamoDB | None = None

@@ -18,10 +18,10 @@ import uuid
 from collections.abc import Mapping
 
 from wsgate.offline.function_process import (
-    DEPENDENCIES_VARIABLE,
     EXECUTE_API_VARIABLE,
     ORIGINS_VARIABLE,
     REAL_AWS_VARIABLE,
+    SYS_PATH_VARIABLE,
 )
 from wsgate.offline.spec import FunctionSpec
 
@@ -56,7 +56,8 @@ def function_environment(
     function itself declares are kept). `api_id` and `stage`: the local API's, so a
     management client made without an endpoint (AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI)
     reaches the gateway too; `real_aws`: calls to other AWS hosts are meant (`--aws`);
-    `dependencies`: the folder of the function's installed requirements.txt.
+    `dependencies`: the folder of the function's installed requirements.txt (on sys.path
+    after the code, before the function's layers).
     """
     env = dict(os.environ)
     env.update(fn.environment)
@@ -80,7 +81,7 @@ def function_environment(
             ORIGINS_VARIABLE: ",".join(origins),
             EXECUTE_API_VARIABLE: _execute_api(origins, stage),
             REAL_AWS_VARIABLE: "1" if real_aws else "",
-            DEPENDENCIES_VARIABLE: dependencies,
+            SYS_PATH_VARIABLE: os.pathsep.join(filter(None, [dependencies, *map(str, fn.layers)])),
         }
     )
     if api_id and stage:

@@ -70,8 +70,9 @@ ORIGINS_VARIABLE = "WSGATE_GATEWAY_ORIGINS"
 EXECUTE_API_VARIABLE = "WSGATE_EXECUTE_API"
 #: "1" when the handlers may use the user's real AWS account (`--aws`).
 REAL_AWS_VARIABLE = "WSGATE_REAL_AWS"
-#: The folder of the function's installed requirements.txt (`wsgate.offline.dependencies`).
-DEPENDENCIES_VARIABLE = "WSGATE_DEPENDENCIES"
+#: Folders for sys.path after the function's code (os.pathsep-separated): its installed
+#: requirements.txt (`wsgate.offline.dependencies`), then its layers.
+SYS_PATH_VARIABLE = "WSGATE_SYS_PATH"
 
 #: API Gateway's default endpoint of an API: `<api id>.execute-api.<region>.amazonaws.com`.
 _EXECUTE_API_HOST = re.compile(
@@ -357,8 +358,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.pop(REAL_AWS_VARIABLE, "") == "1",
     )
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
-    # The code, then its packages (on AWS both are in the deployment package), then ours.
-    first = [task_root, *filter(None, [os.environ.pop(DEPENDENCIES_VARIABLE, "")])]
+    # The code, then its packages (on AWS both are in the deployment package), its layers
+    # (/opt/python), then ours.
+    first = [task_root, *filter(None, os.environ.pop(SYS_PATH_VARIABLE, "").split(os.pathsep))]
     sys.path[:] = [*first, *(p for p in sys.path if p not in ("", *first, os.getcwd()))]
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)

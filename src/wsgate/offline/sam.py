@@ -8,8 +8,10 @@ The graph followed, as API Gateway follows it when deployed:
       -> AWS::ApiGatewayV2::Integration (AWS_PROXY, IntegrationUri
            arn:aws:apigateway:...:lambda:path/2015-03-31/functions/<function ARN>/invocations)
       -> AWS::Serverless::Function (Handler, CodeUri, Runtime, Environment.Variables,
-           MemorySize, Timeout; `Globals.Function` under them) or AWS::Lambda::Function
-           (Code as a local path)
+           MemorySize, Timeout, Layers; `Globals.Function` under them) or
+           AWS::Lambda::Function (Code as a local path)
+      -> AWS::Serverless::LayerVersion (ContentUri, a local folder: on the function's
+           sys.path after its code, its `python/` folder when it has one)
     the `$connect` route's AuthorizationType CUSTOM + AuthorizerId
       -> AWS::ApiGatewayV2::Authorizer (AuthorizerType REQUEST, IdentitySource,
            AuthorizerUri ...functions/<function ARN>/invocations): run before `$connect`.
@@ -60,12 +62,15 @@ from wsgate.offline.spec import (
     FunctionSpec,
     RouteSpec,
     is_python_runtime,
+    layer_folder,
 )
 
 ROUTE = "AWS::ApiGatewayV2::Route"
 ROUTE_RESPONSE = "AWS::ApiGatewayV2::RouteResponse"
 INTEGRATION = "AWS::ApiGatewayV2::Integration"
 AUTHORIZER = "AWS::ApiGatewayV2::Authorizer"
+#: Layers a function's `Layers` can `Ref` (only AWS::Serverless's ContentUri can be local).
+LAYER_TYPES = ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion")
 
 _FUNCTION_IN_URI = re.compile(r":function:([^/:]+)")
 
@@ -443,6 +448,11 @@ def _function(
         return int(result) if result.is_integer() else result
 
     reserved = value("ReservedConcurrentExecutions")
+    layer_items = own.get("Layers") or []
+    if serverless and globals_.get("Layers"):
+        # SAM adds a list of Globals to the function's own, the global entries first.
+        layer_items = [*globals_["Layers"], *layer_items]
+    layers, remote_layers = _layers(layer_items, intrinsics, path, f"{base}.Layers")
     return FunctionSpec(
         name=name,
         function_name=intrinsics.function_name(name, resource),
@@ -454,4 +464,41 @@ def _function(
         timeout=number("Timeout", CLOUDFORMATION_TIMEOUT_S),
         routes=routes,
         reserved_concurrency=int(reserved) if reserved else None,
+        layers=layers,
+        remote_layers=remote_layers,
     )
+
+
+def _layers(
+    items: Any, intrinsics: Intrinsics, path: Path, where: str
+) -> tuple[tuple[Path, ...], tuple[str, ...]]:
+    """A function's `Layers`: the folders of the template's own LayerVersions (a `Ref` to
+    one with a local ContentUri), and the ARNs of the others (nothing local to run)."""
+    if not isinstance(items, list):
+        raise intrinsics.error(where, "Layers must be a list")
+    folders: list[Path] = []
+    remote: list[str] = []
+    for index, item in enumerate(items):
+        at = f"{where}[{index}]"
+        name = item.get("Ref") if isinstance(item, dict) and len(item) == 1 else None
+        resource = intrinsics.resource(name) if isinstance(name, str) else None
+        if resource is None or resource.get("Type") not in LAYER_TYPES:
+            arn = intrinsics.evaluate(item, at)
+            if arn is not NO_VALUE:
+                remote.append(str(arn))
+            continue
+        properties = resource.get("Properties") or {}
+        content = intrinsics.evaluate(
+            properties.get("ContentUri", properties.get("Content")),
+            f"Resources.{name}.Properties.ContentUri",
+        )
+        if not isinstance(content, str):
+            remote.append(f"{name} (its content is not a local folder)")
+            continue
+        folder = (path.parent / content).resolve()
+        if not folder.is_dir():
+            raise intrinsics.error(
+                f"Resources.{name}.Properties.ContentUri", f"layer {name}: no folder {folder}"
+            )
+        folders.append(layer_folder(folder))
+    return tuple(folders), tuple(remote)

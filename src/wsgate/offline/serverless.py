@@ -15,6 +15,9 @@ What is read, and how the Serverless Framework (v3) would read it:
   `{name: fn, identitySource: [...]}` or `{arn: ...:function:<its name>, identitySource:
   [...]}` (identitySource defaults to `route.request.header.Auth`, as in Serverless). It
   runs locally like any function; an ARN of a function outside the service cannot.
+- `layers` of a function (else `provider.layers`): a `{Ref: <Name>LambdaLayer}` to one of
+  the service's top-level `layers` puts its `path` folder (its `python/` folder when it
+  has one) on the function's sys.path after its code; a layer ARN has nothing local.
 
 Serverless variables (`${self:...}`, `${opt:stage}`, `${env:...}`, `${file(...)}`, ...) are
 resolved by `wsgate.offline.variables`, lazily and only in the keys above; CloudFormation
@@ -52,14 +55,25 @@ from wsgate.offline.spec import (
     RouteSpec,
     TableSpec,
     is_python_runtime,
+    layer_folder,
 )
 from wsgate.offline.variables import VariableResolver
 
 
 def _logical_function_id(key: str) -> str:
     """The logical id the Serverless Framework gives a function's AWS::Lambda::Function."""
-    normalized = key[:1].upper() + key[1:]
-    return normalized.replace("-", "Dash").replace("_", "Underscore") + "LambdaFunction"
+    return _normalized(key) + "LambdaFunction"
+
+
+def _logical_layer_id(name: str) -> str:
+    """The logical id of a layer under `layers` (its AWS::Lambda::LayerVersion)."""
+    return _normalized(name) + "LambdaLayer"
+
+
+def _normalized(name: str) -> str:
+    """A name as the Serverless Framework puts it in a logical id."""
+    normalized = name[:1].upper() + name[1:]
+    return normalized.replace("-", "Dash").replace("_", "Underscore")
 
 
 #: `#{...}` of the serverless-pseudo-parameters plugin.
@@ -312,6 +326,7 @@ def _function(
     if not isinstance(handler, str) or "." not in handler:
         raise r.error(f"{base}.handler", f"function {key!r} needs a handler 'module.function'")
     reserved = r.get(f"{base}.reservedConcurrency")
+    layers, remote_layers = _layers(r, base)
     return FunctionSpec(
         name=key,
         function_name=str(r.get(f"{base}.name") or default_name),
@@ -325,4 +340,41 @@ def _function(
         timeout=_number(r, f"{base}.timeout", "provider.timeout", SERVERLESS_TIMEOUT_S),
         routes=routes,
         reserved_concurrency=int(reserved) if reserved else None,
+        layers=layers,
+        remote_layers=remote_layers,
     )
+
+
+def _layers(r: VariableResolver, base: str) -> tuple[tuple[Path, ...], tuple[str, ...]]:
+    """The function's `layers` (else provider.layers): the folders of the service's own
+    (`{Ref: <Name>LambdaLayer}` to one under the top-level `layers`, with its `path`), and
+    the ARNs of the others (nothing local to run)."""
+    where = f"{base}.layers"
+    items = r.get(where)
+    if items is None:
+        where = "provider.layers"
+        items = r.get(where, [])
+    if not isinstance(items, list):
+        raise r.error(where, "expected a list of layer ARNs or {Ref: <Name>LambdaLayer}")
+    local = {_logical_layer_id(name): name for name in r.keys("layers")}
+    folders: list[Path] = []
+    remote: list[str] = []
+    for index, item in enumerate(items):
+        ref = item.get("Ref") if isinstance(item, dict) and len(item) == 1 else None
+        if ref not in local:
+            if not isinstance(item, str):
+                raise r.error(
+                    f"{where}[{index}]",
+                    f"expected a layer ARN or a Ref to a layer of this service, got {item!r}",
+                )
+            remote.append(item)
+            continue
+        name = local[ref]
+        content = r.get(f"layers.{name}.path")
+        if not isinstance(content, str):
+            raise r.error(f"layers.{name}.path", f"layer {name} needs a path (its folder)")
+        folder = (r.path.parent / content).resolve()
+        if not folder.is_dir():
+            raise r.error(f"layers.{name}.path", f"layer {name}: no folder {folder}")
+        folders.append(layer_folder(folder))
+    return tuple(folders), tuple(remote)

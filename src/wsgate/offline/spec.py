@@ -52,6 +52,10 @@ class FunctionSpec:
     routes: tuple[RouteSpec, ...]
     #: ReservedConcurrentExecutions / reservedConcurrency: caps the function's processes.
     reserved_concurrency: int | None = None
+    #: Its local layers' folders, in order: on sys.path after the code (see `layer_folder`).
+    layers: tuple[Path, ...] = ()
+    #: Its layers given as ARNs only: nothing local to put on sys.path.
+    remote_layers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,13 @@ class AppSpec:
     not_run: tuple[tuple[str, str], ...] = ()
     #: `$connect`'s `AuthorizationType` when it is `AWS_IAM` (SigV4-signed handshakes).
     authorization: Literal["NONE", "AWS_IAM"] = "NONE"
+
+
+def layer_folder(content: Path) -> Path:
+    """What of a layer's content goes on sys.path: its `python/` folder when it has one
+    (Lambda extracts a layer into /opt and puts /opt/python on the path), else all of it."""
+    python = content / "python"
+    return python if python.is_dir() else content
 
 
 def is_python_runtime(runtime: Any) -> bool:
