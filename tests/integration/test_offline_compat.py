@@ -844,8 +844,9 @@ functions:
 """
 
 LAYERS_SAM = (
-    CONNECT_SAM.replace("    CodeUri: src/\n", "    CodeUri: src/\n    Layers: [!Ref FlatLayer]\n")
-    .replace(
+    CONNECT_SAM.replace(
+        "    CodeUri: src/\n", "    CodeUri: src/\n    Layers: [!Ref FlatLayer]\n"
+    ).replace(
         "      Handler: app.echo\n",
         f"      Handler: app.echo\n      Layers: [!Ref SharedLayer, {REMOTE_LAYER}]\n",
     )
