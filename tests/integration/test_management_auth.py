@@ -20,7 +20,7 @@ from tests.conftest import TIMEOUT, run_gateway, ws_connect
 from wsgate import App
 from wsgate.exceptions import ConfigError
 from wsgate.server import Server
-from wsgate.server.runner import ServeConfig
+from wsgate.server.modes import ServeConfig
 from wsgate.server.signatures import BAD_SIGNATURE, MISSING_TOKEN, UNKNOWN_KEY
 
 KEY_ID, SECRET = "AKIAWSGATEMANAGER001", "manager-secret"

@@ -21,8 +21,8 @@ from tests.integration.test_management import raw_request
 from wsgate import App
 from wsgate.core.limits import Limits
 from wsgate.exceptions import ConfigError
+from wsgate.server.modes import ServeConfig, configure_logging
 from wsgate.server.observability import ACCESS_KEYS, JsonFormatter, access
-from wsgate.server.runner import ServeConfig, configure_logging
 from wsgate.testing import HandshakeRefused, TestGateway
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from picows import WSMsgType
 
 from wsgate.bench.apps import app
-from wsgate.server.runner import fastest_loop
+from wsgate.server.modes import fastest_loop
 from wsgate.server.socketless import socketless_gateway
 
 

@@ -11,7 +11,7 @@ from click.core import ParameterSource
 
 from wsgate.core.limits import Limits
 from wsgate.exceptions import ConfigError, WsgateError
-from wsgate.server.runner import ServeConfig, run
+from wsgate.server.modes import ServeConfig, run
 from wsgate.store import DEFAULT_STORE_URL
 
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from types import FrameType
 
 from wsgate.exceptions import ConfigError, WsgateError
+from wsgate.server.modes import ServeConfig, configure_logging, run_node
 from wsgate.server.peers import MAX_WORKERS, Peers
-from wsgate.server.runner import ServeConfig, configure_logging, run_node
 
 #: Stores that link gateway nodes themselves: with them each worker is a node of its own.
 NODE_STORES = ("redis://", "rediss://", "redis+sentinel://")
