@@ -27,6 +27,7 @@ from tests.conftest import TIMEOUT, recv, run_gateway, ws_connect
 from tests.moto_server import isolate_aws_config
 from wsgate.exceptions import ConfigError
 from wsgate.offline.app import OfflineApp, open_offline_app
+from wsgate.offline.spec import StreamSpec
 from wsgate.server import Server
 
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -904,3 +905,89 @@ def test_local_layers_are_on_the_path_after_the_code(
             ws.send("hi")
             assert recv(ws) == "HI!"
     assert f"layer {REMOTE_LAYER} (of {echo.name}) is not available locally" in caplog.text
+
+
+# -- 8. DynamoDB Streams ---------------------------------------------------------------------
+
+STREAM_YML = f"""
+service: streamed
+provider:
+  name: aws
+  runtime: {RUNTIME}
+  environment:
+    TABLE: ${{self:service}}-${{sls:stage}}-messages
+functions:
+  say:
+    handler: app.say
+    events: [{{websocket: $default}}]
+  fanout:
+    handler: app.fanout
+    events:
+      - stream:
+          type: dynamodb
+          arn: {{Fn::GetAtt: [MessagesTable, StreamArn]}}
+          batchSize: 2
+          startingPosition: LATEST
+resources:
+  Resources:
+    MessagesTable:
+      Type: AWS::DynamoDB::Table
+      Properties:
+        TableName: ${{self:provider.environment.TABLE}}
+        BillingMode: PAY_PER_REQUEST
+        AttributeDefinitions: [{{AttributeName: id, AttributeType: S}}]
+        KeySchema: [{{AttributeName: id, KeyType: HASH}}]
+        StreamSpecification: {{StreamViewType: NEW_IMAGE}}
+"""
+
+STREAM_PY = """
+import json
+import os
+import uuid
+
+import boto3
+
+table = boto3.resource("dynamodb").Table(os.environ["TABLE"])
+management = boto3.client("apigatewaymanagementapi")
+
+
+def say(event, context):
+    for text in json.loads(event["body"]):
+        table.put_item(Item={
+            "id": str(uuid.uuid4()),
+            "connectionId": event["requestContext"]["connectionId"],
+            "text": text,
+        })
+    return {"statusCode": 200}
+
+
+def fanout(event, context):
+    images = [record["dynamodb"]["NewImage"] for record in event["Records"]]
+    assert all(record["eventSourceARN"].endswith(
+        event["Records"][0]["eventSourceARN"].rpartition("/stream/")[2]
+    ) for record in event["Records"])
+    management.post_to_connection(
+        ConnectionId=images[0]["connectionId"]["S"],
+        Data=json.dumps([image["text"]["S"] for image in images]).encode(),
+    )
+"""
+
+
+def test_a_stream_function_gets_the_table_changes_in_batches(
+    tmp_path: Path, moto_endpoint: str
+) -> None:
+    """A PutItem of a route's function reaches the stream function, which posts to the
+    connection: `{"Records": [...]}` batches of at most batchSize records, in order."""
+    write_app(tmp_path, {"serverless.yml": STREAM_YML, "app.py": STREAM_PY})
+    path = tmp_path / "serverless.yml"
+    with serve_functions(path, dynamodb_endpoint=moto_endpoint) as (offline_app, server):
+        assert [fn.streams for fn in offline_app.spec.functions if fn.name == "fanout"] == [
+            (StreamSpec("streamed-dev-messages", 2, "LATEST"),)
+        ]
+        with ws_connect(server.url) as ws:
+            ws.send(json.dumps(["a", "b", "c"]))
+            batches: list[list[str]] = []
+            while sum(map(len, batches)) < 3:
+                batches.append(json.loads(str(recv(ws))))
+    assert [text for batch in batches for text in batch] == ["a", "b", "c"]
+    assert all(1 <= len(batch) <= 2 for batch in batches)

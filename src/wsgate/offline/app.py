@@ -43,12 +43,19 @@ from wsgate.core.routing import CONNECT
 from wsgate.exceptions import ConfigError, TargetError
 from wsgate.offline.cloudformation import load_document
 from wsgate.offline.dependencies import install_dependencies
-from wsgate.offline.environment import function_environment, gateway_origins, has_credentials
+from wsgate.offline.environment import (
+    DUMMY_ACCESS_KEY_ID,
+    DUMMY_SECRET_ACCESS_KEY,
+    function_environment,
+    gateway_origins,
+    has_credentials,
+)
 from wsgate.offline.local_dynamodb import LocalDynamoDB
 from wsgate.offline.pool import DEFAULT_MAX_PROCESSES, FunctionError, FunctionPool
 from wsgate.offline.sam import parse_parameter_overrides, sam_spec
 from wsgate.offline.serverless import serverless_spec
 from wsgate.offline.spec import AppSpec, FunctionSpec
+from wsgate.offline.streams import StreamPoller
 from wsgate.offline.tables import create_tables
 
 log = logging.getLogger("wsgate.offline")
@@ -82,6 +89,8 @@ class OfflineApp:
         self.dummy_credentials = not (aws and has_credentials())
         #: The moto server started for this app, stopped by `close()`.
         self.local_dynamodb = local_dynamodb
+        #: One per DynamoDB Stream a function is subscribed to, started by `attach()`.
+        self.stream_pollers: list[StreamPoller] = []
         self.pools = {
             fn.name: FunctionPool(fn, _bind(self.environment, fn), max_processes)
             for fn in spec.functions
@@ -105,6 +114,7 @@ class OfflineApp:
     def attach(self, host: str, port: int) -> None:
         """Give function processes started from now on the gateway's addresses (https rewrite)."""
         self.origins = gateway_origins(host, port)
+        self._start_streams()
         log.info(
             "API id %s: the functions' https://%s.execute-api.%s.amazonaws.com/%s "
             "(any API id) reaches this gateway",
@@ -113,6 +123,25 @@ class OfflineApp:
             self.spec.region,
             self.stage,
         )
+
+    def _start_streams(self) -> None:
+        """Poll the local DynamoDB's streams for the functions subscribed to them (their
+        records may ask the gateway to post: so once it listens)."""
+        subscriptions = [(fn, stream) for fn in self.spec.functions for stream in fn.streams]
+        if not subscriptions or self.stream_pollers:
+            return
+        if self.dynamodb_endpoint is None:
+            for fn, stream in subscriptions:
+                log.info("not run locally: function %s (stream of %s)", fn.name, stream.table)
+            return
+        options = {"endpoint_url": self.dynamodb_endpoint, "region_name": self.spec.region}
+        if self.dummy_credentials:
+            options["aws_access_key_id"] = DUMMY_ACCESS_KEY_ID
+            options["aws_secret_access_key"] = DUMMY_SECRET_ACCESS_KEY
+        for fn, stream in subscriptions:
+            poller = StreamPoller(self.pools[fn.name], stream, options)
+            poller.start()
+            self.stream_pollers.append(poller)
 
     def pids(self) -> list[int]:
         """The function processes alive now."""
@@ -129,6 +158,8 @@ class OfflineApp:
         """Stop every function process (after the gateway stopped: $disconnect needs them),
         then the local DynamoDB (their $disconnect may write to it)."""
         try:
+            for poller in self.stream_pollers:
+                poller.stop()
             for pool in self.pools.values():
                 pool.close()
         finally:

@@ -18,6 +18,9 @@ What is read, and how the Serverless Framework (v3) would read it:
 - `layers` of a function (else `provider.layers`): a `{Ref: <Name>LambdaLayer}` to one of
   the service's top-level `layers` puts its `path` folder (its `python/` folder when it
   has one) on the function's sys.path after its code; a layer ARN has nothing local.
+- `stream` events of type dynamodb (`arn: {Fn::GetAtt: [Table, StreamArn]}`, `batchSize`,
+  `startingPosition`, default TRIM_HORIZON): the function is invoked with the table's
+  changes on the local DynamoDB (`wsgate.offline.streams`).
 
 Serverless variables (`${self:...}`, `${opt:stage}`, `${env:...}`, `${file(...)}`, ...) are
 resolved by `wsgate.offline.variables`, lazily and only in the keys above; CloudFormation
@@ -53,6 +56,7 @@ from wsgate.offline.spec import (
     AuthorizerSpec,
     FunctionSpec,
     RouteSpec,
+    StreamSpec,
     TableSpec,
     is_python_runtime,
     layer_folder,
@@ -152,7 +156,8 @@ def serverless_spec(
     owners: dict[str, str] = {}
     for key in keys:
         routes = tuple(route for route, _ in routes_of[key])
-        if not routes and (authorizer is None or authorizer.function != key):
+        streams = _streams(r, intrinsics, key)
+        if not routes and not streams and (authorizer is None or authorizer.function != key):
             kinds = sorted(
                 {
                     str(next(iter(e)))
@@ -170,7 +175,9 @@ def serverless_spec(
                 )
             owners[route.key] = key
         functions.append(
-            _function(r, intrinsics, key, routes, provider_env, f"{service}-{stage_name}-{key}")
+            _function(
+                r, intrinsics, key, routes, provider_env, f"{service}-{stage_name}-{key}", streams
+            )
         )
     if not owners:
         raise ConfigError(f"{path.name}: no function has a websocket event")
@@ -309,6 +316,7 @@ def _function(
     routes: tuple[RouteSpec, ...],
     provider_env: Mapping[str, str],
     default_name: str,
+    streams: tuple[StreamSpec, ...] = (),
 ) -> FunctionSpec:
     base = f"functions.{key}"
     runtime = r.get(f"{base}.runtime") or r.get("provider.runtime")
@@ -342,7 +350,36 @@ def _function(
         reserved_concurrency=int(reserved) if reserved else None,
         layers=layers,
         remote_layers=remote_layers,
+        streams=streams,
     )
+
+
+#: The table of a DynamoDB stream ARN (`arn:aws:dynamodb:...:table/<name>/stream/<label>`).
+_STREAM_TABLE = re.compile(r":table/([^/]+)/stream/")
+
+
+def _streams(r: VariableResolver, intrinsics: Intrinsics, key: str) -> tuple[StreamSpec, ...]:
+    """The function's `stream` events of type dynamodb (`arn` its table's StreamArn)."""
+    where = f"functions.{key}.events"
+    streams: list[StreamSpec] = []
+    for index, event in enumerate(r.items(where)):
+        if not isinstance(event, dict) or "stream" not in event:
+            continue
+        at = f"{where}[{index}].stream"
+        config = r.get(f"{where}.{index}.stream")
+        config = {"arn": config} if not isinstance(config, dict) else config
+        arn = intrinsics.evaluate(config.get("arn"), f"{at}.arn")
+        kind = config.get("type") or ("dynamodb" if ":dynamodb:" in str(arn) else "kinesis")
+        if kind != "dynamodb" or config.get("enabled") in (False, "false"):
+            continue
+        table = _STREAM_TABLE.search(str(arn))
+        if table is None:
+            raise r.error(f"{at}.arn", f"expected a DynamoDB table's StreamArn, got {arn!r}")
+        position = str(config.get("startingPosition") or "TRIM_HORIZON").upper()
+        if position not in ("LATEST", "TRIM_HORIZON"):
+            raise r.error(f"{at}.startingPosition", "expected LATEST or TRIM_HORIZON")
+        streams.append(StreamSpec(table.group(1), int(config.get("batchSize") or 100), position))
+    return tuple(streams)
 
 
 def _layers(r: VariableResolver, base: str) -> tuple[tuple[Path, ...], tuple[str, ...]]:

@@ -33,6 +33,16 @@ class RouteSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamSpec:
+    """A DynamoDB Stream event source of a function: which table, how it is read."""
+
+    table: str
+    batch_size: int = 100
+    #: LATEST or TRIM_HORIZON (Lambda's StartingPosition).
+    starting_position: str = "LATEST"
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionSpec:
     """One Lambda function, as its execution environment needs it."""
 
@@ -56,6 +66,8 @@ class FunctionSpec:
     layers: tuple[Path, ...] = ()
     #: Its layers given as ARNs only: nothing local to put on sys.path.
     remote_layers: tuple[str, ...] = ()
+    #: The DynamoDB Streams it is invoked from (`{"Records": [...]}` batches).
+    streams: tuple[StreamSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
