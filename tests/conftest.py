@@ -75,7 +75,7 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A real moto server (DynamoDB over HTTP, see tests/moto_server.py) for the session."""
-    from tests.moto_server import MotoServer
+    from wsgate.offline.local_dynamodb import LocalDynamoDB
 
-    with MotoServer() as server:
+    with LocalDynamoDB() as server:
         yield server.endpoint

@@ -25,7 +25,8 @@ from typing import IO
 
 import pytest
 
-from tests.moto_server import TIMEOUT, free_port
+from tests.conftest import free_port
+from tests.moto_server import TIMEOUT
 
 
 def redis_server_binary() -> str:

@@ -28,12 +28,13 @@ import boto3
 import pytest
 from click.testing import CliRunner, Result
 
-from tests.moto_server import MotoServer, isolate_aws_config, use_fake_credentials
+from tests.moto_server import isolate_aws_config, use_fake_credentials
 from wsgate.cli import cli
 from wsgate.deploy.package import build_package
 from wsgate.deploy.permissions import analyse, grant_for
 from wsgate.deploy.template import generate
 from wsgate.importer import load_app
+from wsgate.offline.local_dynamodb import LocalDynamoDB
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = str(ROOT / "examples" / "topics.py")
@@ -49,7 +50,7 @@ FROM_THE_ZIP = (
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[str]:
-    with MotoServer() as server:
+    with LocalDynamoDB() as server:
         yield server.endpoint
 
 

@@ -24,8 +24,8 @@ import boto3
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import TIMEOUT, recv, run_gateway, ws_connect
-from tests.moto_server import free_port, isolate_aws_config
+from tests.conftest import TIMEOUT, free_port, recv, run_gateway, ws_connect
+from tests.moto_server import isolate_aws_config
 from wsgate.offline.app import OfflineApp, open_offline_app
 from wsgate.server import Server
 

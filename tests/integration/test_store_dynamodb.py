@@ -20,10 +20,9 @@ from typing import Any, TypeVar
 import boto3
 import pytest
 
-from tests.conftest import TIMEOUT, recv, run_gateway, ws_connect
+from tests.conftest import TIMEOUT, free_port, recv, run_gateway, ws_connect
 from tests.moto_server import (
     dynamodb_url,
-    free_port,
     isolate_aws_config,
     unique_table,
     use_fake_credentials,

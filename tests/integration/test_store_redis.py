@@ -20,7 +20,8 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from tests.moto_server import TIMEOUT, free_port
+from tests.conftest import free_port
+from tests.moto_server import TIMEOUT
 from tests.redis_server import (  # noqa: F401 (a fixture)
     RedisServer,
     redis_server_binary,
