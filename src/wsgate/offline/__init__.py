@@ -6,6 +6,7 @@ Nothing here runs on AWS (the Lambda runtime is `wsgate.aws`). One job per modul
 (a function's processes), `function_process` (what runs inside one), `environment` (what
 a function process starts with), `tables` (DynamoDB tables on a local endpoint),
 `local_dynamodb` (the moto server an app gets by default), `dependencies` (a function's
-requirements.txt, installed into a cached folder), and `app`
+requirements.txt, installed into a cached folder), `streams` (DynamoDB Stream functions,
+polled as Lambda does), and `app`
 (spec -> the App the gateway serves).
 """
