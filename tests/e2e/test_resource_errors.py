@@ -65,6 +65,7 @@ def serve_with_files(tmp_path: Path, soft: int, hard: int) -> Iterator[tuple[int
                 "memory://",
                 "--port",
                 str(port),
+                "--no-access-log",  # one line per request by design: these count errors
             ],
             cwd=tmp_path,
             stdin=subprocess.DEVNULL,

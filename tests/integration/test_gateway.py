@@ -592,7 +592,10 @@ def test_oversized_message_closes_with_1009() -> None:
     with run_gateway(app) as server, ws_connect(server.url) as ws, ws_connect(server.url) as other:
         ws.send(iter([frame] * 4))  # exactly the limit is fine
         assert recv(ws) == "ok"
-        ws.send(iter([frame] * 4 + ["x"]))
+        # The gateway closes as soon as the total passes the limit, maybe while the client
+        # is still sending the message's last (empty) frame: that send may fail.
+        with contextlib.suppress(ConnectionClosed):
+            ws.send(iter([frame] * 4 + ["x"]))
         assert closed_code(ws) == 1009
         context = recorder.next("$disconnect")["requestContext"]
         assert context["disconnectStatusCode"] == 1009
