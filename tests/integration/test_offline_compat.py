@@ -718,7 +718,7 @@ OTHER_EVENTS_SAM = (
     Properties:
       Handler: app.echo
       Events:
-        Stream: {Type: DynamoDB, Properties: {Stream: arn:aws:dynamodb:x, StartingPosition: LATEST}}
+        Stream: {Type: Kinesis, Properties: {Stream: arn:aws:kinesis:x, StartingPosition: LATEST}}
 """
 )
 
@@ -732,7 +732,7 @@ OTHER_EVENTS_SAM = (
         ),
         (
             "template.yaml",
-            [("JobsFunction", "SQS, Schedule"), ("StreamFunction", "DynamoDB")],
+            [("JobsFunction", "SQS, Schedule"), ("StreamFunction", "Kinesis")],
         ),
     ],
 )
@@ -984,6 +984,83 @@ def test_a_stream_function_gets_the_table_changes_in_batches(
         assert [fn.streams for fn in offline_app.spec.functions if fn.name == "fanout"] == [
             (StreamSpec("streamed-dev-messages", 2, "LATEST"),)
         ]
+        with ws_connect(server.url) as ws:
+            ws.send(json.dumps(["a", "b", "c"]))
+            batches: list[list[str]] = []
+            while sum(map(len, batches)) < 3:
+                batches.append(json.loads(str(recv(ws))))
+    assert [text for batch in batches for text in batch] == ["a", "b", "c"]
+    assert all(1 <= len(batch) <= 2 for batch in batches)
+
+
+STREAM_SAM = (
+    CONNECT_SAM.replace(
+        "    CodeUri: src/\n",
+        "    CodeUri: src/\n    Environment:\n      Variables:\n        TABLE: streamed-messages\n",
+    )
+    .replace("      Handler: app.echo\n", "      Handler: app.say\n")
+    # one-way: the route's own result is not sent back, only what the stream posts
+    .replace(
+        "  DefaultResponse:\n    Type: AWS::ApiGatewayV2::RouteResponse\n    Properties:\n"
+        "      ApiId: !Ref Api\n      RouteId: !Ref DefaultRoute\n"
+        "      RouteResponseKey: $default\n",
+        "",
+    )
+    + """
+  MessagesTable:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      TableName: streamed-messages
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions: [{AttributeName: id, AttributeType: S}]
+      KeySchema: [{AttributeName: id, KeyType: HASH}]
+      StreamSpecification: {StreamViewType: NEW_IMAGE}
+  FanoutFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      Handler: app.fanout
+"""
+)
+STREAM_SAM_EVENTS = (
+    STREAM_SAM
+    + """\
+      Events:
+        Changes:
+          Type: DynamoDB
+          Properties:
+            Stream: !GetAtt MessagesTable.StreamArn
+            BatchSize: 2
+            StartingPosition: LATEST
+"""
+)
+STREAM_SAM_MAPPING = (
+    STREAM_SAM
+    + """\
+  FanoutMapping:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      EventSourceArn: !GetAtt MessagesTable.StreamArn
+      FunctionName: !Ref FanoutFunction
+      BatchSize: 2
+      StartingPosition: LATEST
+"""
+)
+
+
+@pytest.mark.parametrize(
+    "template", [STREAM_SAM_EVENTS, STREAM_SAM_MAPPING], ids=["events", "mapping"]
+)
+def test_sam_stream_functions_get_the_table_changes_in_batches(
+    tmp_path: Path, moto_endpoint: str, template: str
+) -> None:
+    """SAM's `Type: DynamoDB` events and `AWS::Lambda::EventSourceMapping` on a table's
+    stream run their function on the table's changes, in batches of BatchSize, in order."""
+    write_app(tmp_path, {"template.yaml": template, "src/app.py": STREAM_PY + CONNECT_PY})
+    path = tmp_path / "template.yaml"
+    with serve_functions(path, dynamodb_endpoint=moto_endpoint) as (offline_app, server):
+        streams = [fn.streams for fn in offline_app.spec.functions if fn.name == "FanoutFunction"]
+        assert streams == [(StreamSpec("streamed-messages", 2, "LATEST"),)]
+        assert "FanoutFunction" not in dict(offline_app.spec.not_run)
         with ws_connect(server.url) as ws:
             ws.send(json.dumps(["a", "b", "c"]))
             batches: list[list[str]] = []

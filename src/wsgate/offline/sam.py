@@ -61,13 +61,16 @@ from wsgate.offline.spec import (
     AuthorizerSpec,
     FunctionSpec,
     RouteSpec,
+    StreamSpec,
     is_python_runtime,
     layer_folder,
+    stream_spec,
 )
 
 ROUTE = "AWS::ApiGatewayV2::Route"
 ROUTE_RESPONSE = "AWS::ApiGatewayV2::RouteResponse"
 INTEGRATION = "AWS::ApiGatewayV2::Integration"
+EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
 AUTHORIZER = "AWS::ApiGatewayV2::Authorizer"
 #: Layers a function's `Layers` can `Ref` (only AWS::Serverless's ContentUri can be local).
 LAYER_TYPES = ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion")
@@ -245,6 +248,9 @@ def sam_spec(
         raise ConfigError(f"{source}: the WebSocket API {api_name} has no routes")
     if authorizer is not None:
         routes.setdefault(authorizer.function, [])
+    streams = _streams(resources, intrinsics, functions_by_name)
+    for function in streams:
+        routes.setdefault(function, [])
 
     not_run = tuple(
         (name, _events_of(res))
@@ -253,7 +259,9 @@ def sam_spec(
     )
     globals_ = (doc.get("Globals") or {}).get("Function") or {}
     functions = tuple(
-        _function(name, resources[name], globals_, tuple(keys), intrinsics, path)
+        _function(
+            name, resources[name], globals_, tuple(keys), intrinsics, path, streams.get(name, ())
+        )
         for name, keys in routes.items()
     )
     tables = tuple(
@@ -383,6 +391,59 @@ def _integrated_function(
     return functions_by_name[match.group(1)]
 
 
+def _streams(
+    resources: Mapping[str, Any], intrinsics: Intrinsics, functions_by_name: Mapping[str, str]
+) -> dict[str, tuple[StreamSpec, ...]]:
+    """Each function's DynamoDB Stream sources: SAM `Events` of `Type: DynamoDB`, and
+    `AWS::Lambda::EventSourceMapping`s whose EventSourceArn is a table's stream."""
+    found: dict[str, list[StreamSpec]] = {}
+    for name, res in resources.items():
+        if not isinstance(res, dict):
+            continue
+        kind = res.get("Type")
+        properties = res.get("Properties") or {}
+        if kind in FUNCTION_TYPES:
+            events = properties.get("Events") or {}
+            for event_name, event in events.items() if isinstance(events, dict) else ():
+                if not isinstance(event, dict) or event.get("Type") != "DynamoDB":
+                    continue
+                where = f"Resources.{name}.Properties.Events.{event_name}.Properties"
+                config = event.get("Properties") or {}
+                if intrinsics.evaluate(config.get("Enabled", True), f"{where}.Enabled") in (
+                    False,
+                    "false",
+                ):
+                    continue
+                found.setdefault(name, []).append(_stream(config, "Stream", where, intrinsics))
+        elif kind == EVENT_SOURCE_MAPPING:
+            where = f"Resources.{name}.Properties"
+            arn = intrinsics.evaluate(properties.get("EventSourceArn"), f"{where}.EventSourceArn")
+            if ":dynamodb:" not in str(arn):
+                continue  # SQS, Kinesis, ...: not run (listed with their functions)
+            target = intrinsics.evaluate(properties.get("FunctionName"), f"{where}.FunctionName")
+            function = functions_by_name.get(str(target).rpartition(":function:")[2] or str(target))
+            if function is None:
+                raise intrinsics.error(
+                    f"{where}.FunctionName", f"no function {target!r} in the template"
+                )
+            found.setdefault(function, []).append(
+                _stream(properties, "EventSourceArn", where, intrinsics)
+            )
+    return {function: tuple(specs) for function, specs in found.items()}
+
+
+def _stream(
+    config: Mapping[str, Any], arn_key: str, where: str, intrinsics: Intrinsics
+) -> StreamSpec:
+    def value(key: str) -> Any:
+        return intrinsics.evaluate(config.get(key), f"{where}.{key}")
+
+    try:
+        return stream_spec(value(arn_key), value("BatchSize"), value("StartingPosition"))
+    except ValueError as exc:
+        raise intrinsics.error(where, str(exc)) from None
+
+
 def _function(
     name: str,
     resource: dict[str, Any],
@@ -390,6 +451,7 @@ def _function(
     routes: tuple[RouteSpec, ...],
     intrinsics: Intrinsics,
     path: Path,
+    streams: tuple[StreamSpec, ...] = (),
 ) -> FunctionSpec:
     base = f"Resources.{name}.Properties"
     own = resource.get("Properties") or {}
@@ -466,6 +528,7 @@ def _function(
         reserved_concurrency=int(reserved) if reserved else None,
         layers=layers,
         remote_layers=remote_layers,
+        streams=streams,
     )
 
 

@@ -60,6 +60,7 @@ from wsgate.offline.spec import (
     TableSpec,
     is_python_runtime,
     layer_folder,
+    stream_spec,
 )
 from wsgate.offline.variables import VariableResolver
 
@@ -354,10 +355,6 @@ def _function(
     )
 
 
-#: The table of a DynamoDB stream ARN (`arn:aws:dynamodb:...:table/<name>/stream/<label>`).
-_STREAM_TABLE = re.compile(r":table/([^/]+)/stream/")
-
-
 def _streams(r: VariableResolver, intrinsics: Intrinsics, key: str) -> tuple[StreamSpec, ...]:
     """The function's `stream` events of type dynamodb (`arn` its table's StreamArn)."""
     where = f"functions.{key}.events"
@@ -372,13 +369,12 @@ def _streams(r: VariableResolver, intrinsics: Intrinsics, key: str) -> tuple[Str
         kind = config.get("type") or ("dynamodb" if ":dynamodb:" in str(arn) else "kinesis")
         if kind != "dynamodb" or config.get("enabled") in (False, "false"):
             continue
-        table = _STREAM_TABLE.search(str(arn))
-        if table is None:
-            raise r.error(f"{at}.arn", f"expected a DynamoDB table's StreamArn, got {arn!r}")
-        position = str(config.get("startingPosition") or "TRIM_HORIZON").upper()
-        if position not in ("LATEST", "TRIM_HORIZON"):
-            raise r.error(f"{at}.startingPosition", "expected LATEST or TRIM_HORIZON")
-        streams.append(StreamSpec(table.group(1), int(config.get("batchSize") or 100), position))
+        try:
+            streams.append(
+                stream_spec(arn, config.get("batchSize"), config.get("startingPosition"))
+            )
+        except ValueError as exc:
+            raise r.error(at, str(exc)) from None
     return tuple(streams)
 
 

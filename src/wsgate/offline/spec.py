@@ -6,6 +6,7 @@ Both loaders (`wsgate.offline.serverless`, `wsgate.offline.sam`) reduce their fi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,26 @@ class StreamSpec:
     batch_size: int = 100
     #: LATEST or TRIM_HORIZON (Lambda's StartingPosition).
     starting_position: str = "LATEST"
+
+
+#: The table of a DynamoDB stream ARN (`arn:aws:dynamodb:...:table/<name>/stream/<label>`).
+_STREAM_TABLE = re.compile(r":table/([^/]+)/stream/")
+
+
+def stream_spec(arn: object, batch_size: object, starting_position: object) -> StreamSpec:
+    """The StreamSpec of a DynamoDB stream source, as serverless.yml and SAM declare one;
+    ValueError saying what is wrong otherwise."""
+    table = _STREAM_TABLE.search(str(arn))
+    if table is None:
+        raise ValueError(f"expected a DynamoDB table's StreamArn, got {arn!r}")
+    position = str(starting_position or "TRIM_HORIZON").upper()
+    if position not in ("LATEST", "TRIM_HORIZON"):
+        raise ValueError(f"StartingPosition: expected LATEST or TRIM_HORIZON, got {position!r}")
+    try:
+        batch = int(str(batch_size or 100))
+    except ValueError:
+        raise ValueError(f"BatchSize: expected a number, got {batch_size!r}") from None
+    return StreamSpec(table.group(1), batch, position)
 
 
 @dataclass(frozen=True, slots=True)
