@@ -325,8 +325,9 @@ def _write(fd: int, line: str) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _watch_parent(parent: int) -> None:
-    """Exit if the gateway dies, even while a handler runs (no orphaned function processes)."""
+def exit_with_parent(parent: int) -> None:
+    """Exit if the parent (the gateway) dies, even while a handler runs: no orphaned
+    processes. The local DynamoDB's process uses it too."""
 
     def watch() -> None:
         while True:
@@ -351,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl+C reaches the whole process group: the gateway stops its function processes
     # itself, after running $disconnect in them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _watch_parent(os.getppid())
+    exit_with_parent(os.getppid())
     install_https_rewrite(
         os.environ.pop(ORIGINS_VARIABLE, ""),
         os.environ.pop(EXECUTE_API_VARIABLE, ""),

@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +29,7 @@ from types import TracebackType
 from typing import IO
 
 from wsgate.exceptions import ConfigError
+from wsgate.offline.function_process import exit_with_parent
 
 #: Seconds moto may take to answer its first request (about 1 s on a laptop).
 START_TIMEOUT = 30.0
@@ -125,21 +125,11 @@ class LocalDynamoDB:
         self.stop()
 
 
-def _exit_with_parent(parent: int) -> None:
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="wsgate-parent-watch", daemon=True).start()
-
-
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1 or not args[0].isdigit():
         sys.exit("usage: python -m wsgate.offline.local_dynamodb PORT")
-    _exit_with_parent(os.getppid())
+    exit_with_parent(os.getppid())
     from moto.server import main as moto_main
 
     moto_main(["-H", "127.0.0.1", "-p", args[0]])
