@@ -210,6 +210,33 @@ def test_the_console_lists_sends_and_disconnects(
     expect(ada.locator("#status")).to_have_text("connected")
 
 
+def test_the_console_pages_through_many_connections(open_page: Callable[[str], Page]) -> None:
+    """With more connections than fit a page, the console shows 50 at a time with the total,
+    and Next/Previous walk the pages (it describes only the rows it shows)."""
+    from contextlib import ExitStack
+
+    from tests.conftest import ws_connect
+
+    with wsgate_serve() as url, ExitStack() as clients:
+        for _ in range(53):
+            clients.enter_context(ws_connect(url.replace("http", "ws", 1) + "/dev"))
+        console = open_page(url + "/dev/@console")
+        rows = console.locator("tbody tr")
+        expect(console.locator("#count")).to_have_text("53 open")
+        expect(rows).to_have_count(50)
+        expect(console.locator("#page")).to_have_text("1-50 of 53")
+        expect(console.locator("#previous")).to_be_hidden()
+        first_page = set(rows.evaluate_all("rows => rows.map(r => r.dataset.id)"))
+        console.locator("#next").click()
+        expect(rows).to_have_count(3)
+        expect(console.locator("#page")).to_have_text("51-53 of 53")
+        expect(console.locator("#next")).to_be_hidden()
+        second_page = set(rows.evaluate_all("rows => rows.map(r => r.dataset.id)"))
+        assert not first_page & second_page
+        console.locator("#previous").click()
+        expect(rows).to_have_count(50)
+
+
 def test_the_console_is_only_for_the_management_api_s_hosts(base_url: str) -> None:
     """Another `Host` (a DNS-rebinding page) gets the management API's 403, not the console."""
     import urllib.error

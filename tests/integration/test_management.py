@@ -5,11 +5,13 @@ See docs/compatibility.md §6.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import http.client
 import json
 import queue
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 import pytest
@@ -151,7 +153,36 @@ def test_list_connections_extension() -> None:
             ids = {seen.get(timeout=TIMEOUT)["requestContext"]["connectionId"] for _ in range(2)}
             status, _, body = raw_request(server.port, "GET", "/dev/@connections")
             assert status == 200
-            assert set(json.loads(body)["connections"]) == ids
+            assert json.loads(body) == {"connections": sorted(ids), "count": 2}
+
+
+def test_list_connections_a_page_at_a_time() -> None:
+    """`?limit=N` gives N ids in order and a `nextToken` that resumes after them; the last page
+    has none; a bad limit is a 400 naming the range. The console pages this way."""
+    app, seen = connected_app()
+    with run_gateway(app) as server, contextlib.ExitStack() as clients:
+        for _ in range(5):
+            clients.enter_context(ws_connect(server.url))
+        ids = sorted(seen.get(timeout=TIMEOUT)["requestContext"]["connectionId"] for _ in range(5))
+        pages: list[list[str]] = []
+        query = "limit=2"
+        while True:
+            status, _, body = raw_request(server.port, "GET", f"/dev/@connections?{query}")
+            assert status == 200
+            page = json.loads(body)
+            assert page["count"] == 5
+            pages.append(page["connections"])
+            if "nextToken" not in page:
+                break
+            query = f"limit=2&nextToken={quote(page['nextToken'])}"
+        assert pages == [ids[0:2], ids[2:4], ids[4:5]]
+        for bad in ("0", "1001", "-1", "two"):
+            status, headers, body = raw_request(
+                server.port, "GET", f"/dev/@connections?limit={bad}"
+            )
+            assert status == 400
+            assert headers["x-amzn-errortype"] == "BadRequestException"
+            assert "1 to 1000" in json.loads(body)["message"]
 
 
 def test_only_loopback_callers_are_management_callers() -> None:

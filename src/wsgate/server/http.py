@@ -189,7 +189,9 @@ def http_runner(
                     if body is None:
                         return await _body_timed_out(request)
                     refused = _signature_refusal(access_keys, request, body)
-                    result = refused or await management.handle(request.method, path, body)
+                    result = refused or await management.handle(
+                        request.method, path, body, request.query
+                    )
             if gateway.access_log:
                 access(
                     "management",

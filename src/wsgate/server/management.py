@@ -6,7 +6,8 @@ HTTP library stays in `server/http.py`. Paths (spec section 6):
     POST   /{stage}/@connections/{id}   PostToConnection: body = the message   -> 200
     GET    /{stage}/@connections/{id}   GetConnection (+ wsgate's `topics`)    -> 200 JSON
     DELETE /{stage}/@connections/{id}   DeleteConnection (close 1000)          -> 204
-    GET    /{stage}/@connections        wsgate extension: list open connections
+    GET    /{stage}/@connections        wsgate extension: list open connections, a page
+                                        at a time with ?limit=N&nextToken=T
 
 The `/{stage}` prefix may be left out locally, `@` may come as `%40`, and the id is
 percent-decoded once (boto3 sends `=` as `%3D`). Errors carry `x-amzn-ErrorType`, which
@@ -21,7 +22,7 @@ import ipaddress
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import unquote
@@ -32,6 +33,8 @@ from wsgate.exceptions import ConfigError, GoneError, PayloadTooLargeError
 _SEGMENTS = ("@connections", "%40connections")
 #: What a host name in the allowlist may be made of (IP addresses are checked apart).
 _HOST_NAME = re.compile(r"[a-z0-9_.-]+")
+#: The most ids one page of `GET @connections` may ask for.
+MAX_PAGE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,10 @@ def payload_too_large(size: int | None, limit: int) -> ManagementResponse:
     return _error(413, "PayloadTooLargeException", f"Data is {told} the {limit}-byte limit")
 
 
+def bad_request(message: str) -> ManagementResponse:
+    return _error(400, "BadRequestException", message)
+
+
 def _iso(epoch_ms: int) -> str:
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
@@ -208,17 +215,24 @@ class ManagementAPI:
         self.stage = stage
         self.max_message_bytes = max_message_bytes
 
-    async def handle(self, method: str, path: ManagementPath, body: bytes) -> ManagementResponse:
-        response = await self._handle(method, path, body)
+    async def handle(
+        self,
+        method: str,
+        path: ManagementPath,
+        body: bytes,
+        query: Mapping[str, str] | None = None,
+    ) -> ManagementResponse:
+        response = await self._handle(method, path, body, query or {})
         response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
         return response
 
-    async def _handle(self, method: str, path: ManagementPath, body: bytes) -> ManagementResponse:
+    async def _handle(
+        self, method: str, path: ManagementPath, body: bytes, query: Mapping[str, str]
+    ) -> ManagementResponse:
         if path.connection_id is None:
             if method != "GET":
                 return forbidden(f"{method} is not supported on @connections; use GET to list")
-            ids = sorted(await self.list_ids())
-            return _json(200, {"connections": ids})
+            return await self._list(query)
         connection_id = path.connection_id
         try:
             if method == "POST":
@@ -251,3 +265,22 @@ class ManagementAPI:
         return forbidden(
             f"{method} is not supported on @connections/{{id}}; use POST, GET or DELETE"
         )
+
+    async def _list(self, query: Mapping[str, str]) -> ManagementResponse:
+        """Ids in order, all of them or a page (`limit`, resumed after `nextToken`), and the
+        total: a console over thousands of connections asks for one screen at a time."""
+        raw_limit = query.get("limit")
+        limit: int | None = None
+        if raw_limit is not None:
+            if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
+                return bad_request(f"limit must be a whole number from 1 to {MAX_PAGE}")
+            limit = int(raw_limit)
+        ids = sorted(await self.list_ids())
+        after = query.get("nextToken")
+        # The token is the last id of the previous page: ids are sorted, so a page starts
+        # right after it even if that connection has closed since.
+        page = [i for i in ids if i > after] if after else ids
+        payload: dict[str, object] = {"connections": page[:limit], "count": len(ids)}
+        if limit is not None and len(page) > limit:
+            payload["nextToken"] = page[limit - 1]
+        return _json(200, payload)

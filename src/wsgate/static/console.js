@@ -1,11 +1,15 @@
 // The connections console: the `@connections` management API, from the browser.
-// GET lists the ids and describes each; POST sends; DELETE disconnects (close 1000).
+// GET lists a page of ids and describes each; POST sends; DELETE disconnects (close 1000).
 
 const $ = (id) => document.getElementById(id);
 // "/dev/@console" -> "/dev/@connections"; "/@console" -> "/@connections" (no stage).
 const api = `${location.pathname.replace(/\/@console\/?$/, "")}/@connections`;
 const rows = new Map(); // connectionId -> its <tr>
 let timer = null;
+// A page at a time: every refresh describes each listed connection, one GET apiece.
+const PAGE = 50;
+const tokens = [""]; // tokens[k] starts page k ("" = the first)
+let pageIndex = 0;
 
 async function call(method, path = "", body = undefined) {
   const response = await fetch(api + path, { method, body, cache: "no-store" });
@@ -13,11 +17,13 @@ async function call(method, path = "", body = undefined) {
 }
 
 async function refresh() {
-  let ids;
+  let ids, total, next;
   try {
-    const response = await call("GET");
+    const token = tokens[pageIndex];
+    const query = `?limit=${PAGE}` + (token ? `&nextToken=${encodeURIComponent(token)}` : "");
+    const response = await call("GET", query);
     if (!response.ok) throw new Error(await explain(response));
-    ids = (await response.json()).connections;
+    ({ connections: ids, count: total, nextToken: next } = await response.json());
   } catch (error) {
     $("error").textContent = `Cannot list connections: ${error.message}`;
     return;
@@ -31,7 +37,13 @@ async function refresh() {
     }
   }
   for (const connection of live) render(connection);
-  $("count").textContent = `${live.length} open`;
+  $("count").textContent = `${total} open`;
+  tokens.length = pageIndex + 1;
+  if (next) tokens.push(next);
+  const first = pageIndex * PAGE;
+  $("page").textContent = total > PAGE ? `${first + 1}-${first + ids.length} of ${total}` : "";
+  $("previous").hidden = pageIndex === 0;
+  $("next").hidden = !next;
   $("empty").hidden = live.length > 0;
   $("error").textContent = "";
   $("updated").textContent = `updated ${new Date().toTimeString().slice(0, 8)}`;
@@ -138,6 +150,14 @@ function schedule() {
 
 $("api").textContent = api;
 $("refresh").addEventListener("click", refresh);
+$("previous").addEventListener("click", () => {
+  pageIndex = Math.max(0, pageIndex - 1);
+  refresh();
+});
+$("next").addEventListener("click", () => {
+  if (pageIndex + 1 < tokens.length) pageIndex += 1;
+  refresh();
+});
 $("auto").addEventListener("change", schedule);
 schedule();
 refresh();
