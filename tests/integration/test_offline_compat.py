@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -991,6 +992,80 @@ def test_a_stream_function_gets_the_table_changes_in_batches(
                 batches.append(json.loads(str(recv(ws))))
     assert [text for batch in batches for text in batch] == ["a", "b", "c"]
     assert all(1 <= len(batch) <= 2 for batch in batches)
+
+
+FLAKY_PY = (
+    STREAM_PY
+    + """
+
+def flaky(event, context):
+    \"\"\"fanout, failing its first FAILURES invocations and every batch with "poison".\"\"\"
+    texts = [r["dynamodb"]["NewImage"]["text"]["S"] for r in event["Records"]]
+    with open(os.environ["ATTEMPTS"], "a") as attempts:
+        attempts.write(json.dumps(texts) + "\\n")
+    with open(os.environ["ATTEMPTS"]) as attempts:
+        made = sum(1 for _ in attempts)
+    if "poison" in texts or made <= int(os.environ["FAILURES"]):
+        raise RuntimeError("not this time")
+    fanout(event, context)
+"""
+)
+
+
+def flaky_stream_app(folder: Path, failures: int, retries: int | None) -> Path:
+    """STREAM_YML with `flaky` as the stream function; its attempts are logged to a file."""
+    yml = STREAM_YML.replace("handler: app.fanout", "handler: app.flaky").replace(
+        "    TABLE: ",
+        f"    ATTEMPTS: {folder / 'attempts.log'}\n    FAILURES: '{failures}'\n    TABLE: ",
+    )
+    if retries is not None:
+        yml = yml.replace(
+            "startingPosition: LATEST",
+            f"startingPosition: LATEST\n          maximumRetryAttempts: {retries}",
+        )
+    write_app(folder, {"serverless.yml": yml, "app.py": FLAKY_PY})
+    return folder / "serverless.yml"
+
+
+def test_a_failed_stream_batch_is_retried_until_it_succeeds(
+    tmp_path: Path, moto_endpoint: str
+) -> None:
+    """As Lambda: a batch whose function fails is invoked again with the same records, and
+    nothing after it is delivered first; the records arrive once, in order."""
+    path = flaky_stream_app(tmp_path, failures=2, retries=None)
+    with serve_functions(path, dynamodb_endpoint=moto_endpoint) as (offline_app, server):
+        assert [
+            fn.streams[0].maximum_retry_attempts for fn in offline_app.spec.functions if fn.streams
+        ] == [-1]
+        with ws_connect(server.url) as ws:
+            ws.send(json.dumps(["a", "b", "c"]))
+            batches: list[list[str]] = []
+            while sum(map(len, batches)) < 3:
+                batches.append(json.loads(str(recv(ws, timeout=15))))
+    assert [text for batch in batches for text in batch] == ["a", "b", "c"]
+    attempts = [json.loads(line) for line in (tmp_path / "attempts.log").read_text().splitlines()]
+    assert attempts[0] == attempts[1] == attempts[2] == batches[0]  # failed twice, then sent
+
+
+def test_a_stream_batch_is_discarded_after_maximum_retry_attempts(
+    tmp_path: Path, moto_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`maximumRetryAttempts: 1`: a batch that keeps failing is tried twice, then discarded
+    with an error naming the setting, and the stream goes on with the next records."""
+    path = flaky_stream_app(tmp_path, failures=0, retries=1)
+    with serve_functions(path, dynamodb_endpoint=moto_endpoint) as (_, server):
+        with ws_connect(server.url) as ws:
+            ws.send(json.dumps(["poison"]))
+            log = tmp_path / "attempts.log"
+            deadline = time.monotonic() + 15
+            while not log.exists() or len(log.read_text().splitlines()) < 2:
+                assert time.monotonic() < deadline, "the batch was not retried"
+                time.sleep(0.05)
+            ws.send(json.dumps(["after"]))
+            assert json.loads(str(recv(ws, timeout=15))) == ["after"]
+    attempts = [json.loads(line) for line in log.read_text().splitlines()]
+    assert attempts == [["poison"], ["poison"], ["after"]]
+    assert "discarded after 1 retries (MaximumRetryAttempts)" in caplog.text
 
 
 STREAM_SAM = (

@@ -439,7 +439,12 @@ def _stream(
         return intrinsics.evaluate(config.get(key), f"{where}.{key}")
 
     try:
-        return stream_spec(value(arn_key), value("BatchSize"), value("StartingPosition"))
+        return stream_spec(
+            value(arn_key),
+            value("BatchSize"),
+            value("StartingPosition"),
+            value("MaximumRetryAttempts"),
+        )
     except ValueError as exc:
         raise intrinsics.error(where, str(exc)) from None
 

@@ -371,7 +371,12 @@ def _streams(r: VariableResolver, intrinsics: Intrinsics, key: str) -> tuple[Str
             continue
         try:
             streams.append(
-                stream_spec(arn, config.get("batchSize"), config.get("startingPosition"))
+                stream_spec(
+                    arn,
+                    config.get("batchSize"),
+                    config.get("startingPosition"),
+                    config.get("maximumRetryAttempts"),
+                )
             )
         except ValueError as exc:
             raise r.error(at, str(exc)) from None

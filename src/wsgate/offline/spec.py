@@ -41,13 +41,21 @@ class StreamSpec:
     batch_size: int = 100
     #: LATEST or TRIM_HORIZON (Lambda's StartingPosition).
     starting_position: str = "LATEST"
+    #: Retries of a failed batch before it is discarded (MaximumRetryAttempts); -1, the
+    #: default, retries until it succeeds, as Lambda does until the records expire.
+    maximum_retry_attempts: int = -1
 
 
 #: The table of a DynamoDB stream ARN (`arn:aws:dynamodb:...:table/<name>/stream/<label>`).
 _STREAM_TABLE = re.compile(r":table/([^/]+)/stream/")
 
 
-def stream_spec(arn: object, batch_size: object, starting_position: object) -> StreamSpec:
+def stream_spec(
+    arn: object,
+    batch_size: object,
+    starting_position: object,
+    maximum_retry_attempts: object = None,
+) -> StreamSpec:
     """The StreamSpec of a DynamoDB stream source, as serverless.yml and SAM declare one;
     ValueError saying what is wrong otherwise."""
     table = _STREAM_TABLE.search(str(arn))
@@ -60,7 +68,13 @@ def stream_spec(arn: object, batch_size: object, starting_position: object) -> S
         batch = int(str(batch_size or 100))
     except ValueError:
         raise ValueError(f"BatchSize: expected a number, got {batch_size!r}") from None
-    return StreamSpec(table.group(1), batch, position)
+    retries = str(-1 if maximum_retry_attempts is None else maximum_retry_attempts)
+    if not retries.lstrip("-").isdigit() or not -1 <= int(retries) <= 10000:
+        raise ValueError(
+            f"MaximumRetryAttempts: expected -1 (until it succeeds) to 10000, "
+            f"got {maximum_retry_attempts!r}"
+        )
+    return StreamSpec(table.group(1), batch, position, int(retries))
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,10 @@ Lambda reads a table's stream for the functions subscribed to it and invokes eac
 TRIM_HORIZON). Locally one thread per subscription does the same against the local
 DynamoDB's stream API (`describe_stream`, `get_shard_iterator`, `get_records`) every
 `POLL_INTERVAL` seconds and invokes the function through its function process. A batch
-whose invocation fails is logged and skipped (Lambda would retry it until it expires).
+whose invocation fails is retried, as Lambda retries it: the same records again, nothing
+after them read meanwhile, until it succeeds or MaximumRetryAttempts (-1: no limit; Lambda
+stops when the records expire after 24 hours) is spent; then it is discarded and logged.
+Locally the retries back off from `POLL_INTERVAL` to `MAX_RETRY_DELAY` seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ log = logging.getLogger("wsgate.offline")
 
 #: Seconds between two reads of a stream (Lambda polls a shard about 4 times a second).
 POLL_INTERVAL = 0.5
+#: The longest wait between two retries of a failed batch.
+MAX_RETRY_DELAY = 30.0
 
 
 class StreamPoller:
@@ -106,16 +111,37 @@ class StreamPoller:
                 )
 
     def _invoke(self, records: list[dict[str, Any]]) -> None:
-        try:
-            self.pool.invoke_blocking({"Records": records}, str(uuid.uuid4()))
-        except FunctionError as error:
+        """Invoke the function with the batch until it succeeds, the retries are spent, or the
+        poller stops (a stopped gateway leaves the batch unprocessed, as a disabled mapping)."""
+        name, limit = self.pool.spec.name, self.stream.maximum_retry_attempts
+        retries, delay = 0, POLL_INTERVAL
+        while True:
+            try:
+                self.pool.invoke_blocking({"Records": records}, str(uuid.uuid4()))
+                return
+            except FunctionError as error:
+                failure = f"{error.error_type}: {error.error_message}"
+            if limit != -1 and retries >= limit:
+                log.error(
+                    "function %s: a batch of %d stream records failed (%s); discarded after "
+                    "%d retries (MaximumRetryAttempts)",
+                    name,
+                    len(records),
+                    failure,
+                    retries,
+                )
+                return
             log.error(
-                "function %s: a batch of %d stream records failed (%s: %s); skipped",
-                self.pool.spec.name,
+                "function %s: a batch of %d stream records failed (%s); retrying in %.1f s%s",
+                name,
                 len(records),
-                error.error_type,
-                error.error_message,
+                failure,
+                delay,
+                "" if limit != -1 else " (until it succeeds: set MaximumRetryAttempts to stop)",
             )
+            if self._stop.wait(delay):
+                return
+            retries, delay = retries + 1, min(delay * 2, MAX_RETRY_DELAY)
 
 
 def _record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from wsgate.exceptions import ConfigError, TargetError
 from wsgate.offline.app import OfflineApp, load_app_spec
 from wsgate.offline.cloudformation import load_document
 from wsgate.offline.environment import gateway_origins, has_credentials
-from wsgate.offline.spec import AppSpec, FunctionSpec, RouteSpec
+from wsgate.offline.spec import AppSpec, FunctionSpec, RouteSpec, StreamSpec, stream_spec
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "serverless_chat"
@@ -550,3 +550,17 @@ def test_gateway_origins() -> None:
     assert "10.1.2.3:9000" in gateway_origins("10.1.2.3", 9000)
     assert "127.0.0.1:9000" not in gateway_origins("10.1.2.3", 9000)
     assert {"127.0.0.1:9000", "localhost:9000"} <= set(gateway_origins("0.0.0.0", 9000))
+
+
+STREAM_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/messages/stream/2026-12-03T00:00:00.000"
+
+
+def test_a_stream_source_retries_until_it_succeeds_unless_told() -> None:
+    """MaximumRetryAttempts: absent means -1 (Lambda's default: retry until the records
+    expire); 0 to 10000 are taken; anything else is an error naming the setting."""
+    assert stream_spec(STREAM_ARN, None, None) == StreamSpec("messages", 100, "TRIM_HORIZON", -1)
+    assert stream_spec(STREAM_ARN, 10, "LATEST", 3).maximum_retry_attempts == 3
+    assert stream_spec(STREAM_ARN, 10, "LATEST", "0").maximum_retry_attempts == 0
+    for bad in (-2, 10001, "often", 1.5):
+        with pytest.raises(ValueError, match="MaximumRetryAttempts"):
+            stream_spec(STREAM_ARN, 10, "LATEST", bad)
