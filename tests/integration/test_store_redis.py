@@ -409,3 +409,42 @@ def test_sentinel(sentinel: int) -> None:
             assert await store.subscribers("news") == ["a"]
 
     asyncio.run(scenario())
+
+
+def test_lambda_mode_on_redis_leaves_nothing_behind(redis_server: RedisServer) -> None:
+    """`wsgate serve APP --lambda --store redis://`: every invocation thread calls the store on
+    its own event loop (redis-py's connections belong to one). Rounds of clients subscribe,
+    publish and leave at once: every message arrives, and then no key of the prefix is left."""
+    import json
+    from contextlib import ExitStack
+
+    from tests.conftest import recv, run_gateway, ws_connect
+    from wsgate.aws.lambda_handler import LambdaAdapter
+    from wsgate.importer import load_app
+
+    prefix = unique_prefix()
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    adapter = LambdaAdapter(
+        load_app(str(examples / "topics.py")),
+        open_store(redis_url(redis_server.port, prefix)),
+        management_endpoint="http://{domainName}/{stage}",
+    )
+    keys = raw_client(redis_server)
+    with adapter, run_gateway(adapter.as_app()) as server:
+        for round_ in range(4):
+            with ExitStack() as stack:
+                clients = [stack.enter_context(ws_connect(server.url)) for _ in range(4)]
+                for ws in clients:
+                    ws.send(json.dumps({"type": "subscribe", "topic": "news"}))
+                deadline = time.monotonic() + TIMEOUT
+                # every client subscribed: each has its own topics set
+                while len(keys.keys(f"{{{prefix}}}:topics:*")) < len(clients):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                clients[0].send(json.dumps({"type": "message", "topic": "news", "data": round_}))
+                for ws in clients[1:]:
+                    assert json.loads(recv(ws)) == {"topic": "news", "data": round_}
+            deadline = time.monotonic() + TIMEOUT
+            while leftover := keys.keys(f"{{{prefix}}}:*"):
+                assert time.monotonic() < deadline, f"round {round_} left {leftover}"
+                time.sleep(0.02)

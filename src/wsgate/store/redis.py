@@ -45,13 +45,20 @@ Reconnecting. A command on a connection that broke (a restarted or failed-over s
 sent once more on a fresh one, and redis-py reloads a script the server forgot; the store
 keeps working without being reopened. Errors become `StoreError`. Past `max_connections`
 (100 by default) a call waits for a free connection rather than failing.
+
+Event loops. redis-py's asyncio connections belong to the loop that opened them, and the
+Lambda mode calls the store from a loop per invocation thread. The store therefore keeps a
+client per loop: the one it was opened on, and one more for each other loop that calls it,
+opened on first use and closed on that loop by `close()`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterable
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
@@ -263,6 +270,11 @@ class RedisStore:
         self._routing_key = self.keys_start + "conns"
         self._client: Redis | None = None
         self._sentinel: Sentinel | None = None
+        #: The loop `open()` ran on, whose client is `_client`.
+        self._home: asyncio.AbstractEventLoop | None = None
+        #: Clients of the other loops that called the store (see "Event loops" above).
+        self._guests: dict[asyncio.AbstractEventLoop, tuple[Redis, Sentinel | None]] = {}
+        self._guests_lock = threading.Lock()
         self._scripts: dict[str, AsyncScript] = {}
 
     def __repr__(self) -> str:
@@ -280,6 +292,7 @@ class RedisStore:
         if self._client is not None:
             return
         self._client, self._sentinel = self._options.connect()
+        self._home = asyncio.get_running_loop()
         self._scripts = {
             name: self._client.register_script(source)
             for name, source in (
@@ -305,22 +318,36 @@ class RedisStore:
             raise
 
     async def close(self) -> None:
-        """Close the connections; the store can be opened again."""
-        client, sentinel = self._client, self._sentinel
-        self._client = self._sentinel = None
+        """Close the connections, each on its own loop; the store can be opened again."""
+        with self._guests_lock:
+            clients = list(self._guests.items())
+            self._guests.clear()
+        if self._client is not None and self._home is not None:
+            clients.append((self._home, (self._client, self._sentinel)))
+        self._client = self._sentinel = self._home = None
         self._scripts = {}
-        if client is not None:
-            await client.aclose()
-        if sentinel is not None:
-            for server in sentinel.sentinels:
-                await server.aclose()
+        for loop, (client, sentinel) in clients:
+            await _run_on(loop, _close_client(client, sentinel))
 
     # -- plumbing ----------------------------------------------------------------------
 
     def redis_client(self) -> Redis:
+        """The client of the calling event loop (see "Event loops" above)."""
         if self._client is None:
             raise StoreError(f"Redis store at {self.where} is not open")
-        return self._client
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self._client
+        if loop is self._home:
+            return self._client
+        with self._guests_lock:
+            guest = self._guests.get(loop)
+            if guest is None:
+                for gone in [other for other in self._guests if other.is_closed()]:
+                    del self._guests[gone]  # its sockets closed with it
+                guest = self._guests[loop] = self._options.connect()
+        return guest[0]
 
     async def _run(self, script: str, *args: str | int) -> Any:
         """Run one of the store's scripts with the prefix as its first argument."""
@@ -638,3 +665,24 @@ def _pairs(mapping: dict[str, str] | dict[str, int]) -> Iterable[str | int]:
     for key, value in mapping.items():
         yield key
         yield value
+
+
+async def _close_client(client: Redis, sentinel: Sentinel | None) -> None:
+    await client.aclose()
+    if sentinel is not None:
+        for server in sentinel.sentinels:
+            await server.aclose()
+
+
+async def _run_on(loop: asyncio.AbstractEventLoop, job: Coroutine[Any, Any, None]) -> None:
+    """Await `job` on `loop`, whose connections it closes: here if it is the running loop,
+    through it if it runs on another thread, on a worker thread if it is idle (a Lambda
+    mode invocation thread between calls); never if it is closed (its sockets went with it)."""
+    if loop.is_closed():
+        job.close()
+    elif loop is asyncio.get_running_loop():
+        await job
+    elif loop.is_running():
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(job, loop))
+    else:
+        await asyncio.to_thread(loop.run_until_complete, job)
