@@ -237,6 +237,43 @@ def test_the_console_pages_through_many_connections(open_page: Callable[[str], P
         expect(rows).to_have_count(50)
 
 
+def test_the_console_signs_its_calls_when_the_gateway_takes_signed_ones_only(
+    open_page: Callable[[str], Page], tmp_path: Path
+) -> None:
+    """With `--access-keys`, the console's unsigned call gets the 403 and the page asks for a
+    key; a wrong secret is refused and said so; the right one signs every call (SigV4, as
+    botocore checks it): the list with its query, a send with a body, a disconnect."""
+    keys = tmp_path / "keys.txt"
+    keys.write_text("AKIDCONSOLE:console-secret\n")
+    with wsgate_serve("--access-keys", str(keys)) as url:
+        ada, ada_id = open_demo(open_page, url, "Ada")
+        bob, bob_id = open_demo(open_page, url, "Bob")
+        console = open_page(url + "/dev/@console")
+        expect(console.locator("#keys")).to_be_visible()
+        expect(console.locator("#keys-why")).to_contain_text("signed calls only")
+        expect(console.locator("tbody tr")).to_have_count(0)
+
+        console.fill("#key-id", "AKIDCONSOLE")
+        console.fill("#key-secret", "not-the-secret")
+        console.click("#keys button[type=submit]")
+        expect(console.locator("#keys-why")).to_contain_text("That key was refused")
+
+        console.fill("#key-id", "AKIDCONSOLE")
+        console.fill("#key-secret", "console-secret")
+        console.click("#keys button[type=submit]")
+        expect(console.locator("#keys")).to_be_hidden()
+        ada_row = console.locator(f'tr[data-id="{ada_id}"]')
+        bob_row = console.locator(f'tr[data-id="{bob_id}"]')
+        expect(ada_row).to_contain_text("127.0.0.1")
+        ada_row.locator("input.send-text").fill("signed, from the console")
+        ada_row.locator("button.send").click()
+        expect(ada_row.locator(".result")).to_have_text("sent")
+        expect(ada.locator("#messages .message").last).to_contain_text("signed, from the console")
+        bob_row.locator("button.disconnect").click()
+        expect(bob.locator("#status")).to_have_text("closed (1000 Connection Closed Normally)")
+        expect(bob_row).to_have_count(0)
+
+
 def test_the_console_is_only_for_the_management_api_s_hosts(base_url: str) -> None:
     """Another `Host` (a DNS-rebinding page) gets the management API's 403, not the console."""
     import urllib.error

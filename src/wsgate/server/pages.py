@@ -25,6 +25,7 @@ _ASSETS = {
     "wsgate.css": "text/css; charset=utf-8",
     "demo.js": "text/javascript; charset=utf-8",
     "console.js": "text/javascript; charset=utf-8",
+    "sigv4.js": "text/javascript; charset=utf-8",
 }
 #: Where a page says the gateway's stage (its WebSocket URL and `@connections` path).
 _STAGE_MARK = "{{stage}}"

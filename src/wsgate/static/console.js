@@ -1,6 +1,8 @@
 // The connections console: the `@connections` management API, from the browser.
 // GET lists a page of ids and describes each; POST sends; DELETE disconnects (close 1000).
 
+import { canSign, sign } from "./sigv4.js";
+
 const $ = (id) => document.getElementById(id);
 // "/dev/@console" -> "/dev/@connections"; "/@console" -> "/@connections" (no stage).
 const api = `${location.pathname.replace(/\/@console\/?$/, "")}/@connections`;
@@ -11,10 +13,46 @@ const PAGE = 50;
 const tokens = [""]; // tokens[k] starts page k ("" = the first)
 let pageIndex = 0;
 
+// A gateway started with --access-keys answers unsigned calls with these (403): the
+// console then asks for a key and signs every call with it (kept for this tab only).
+const SIGNATURE_REFUSALS = [
+  "Missing Authentication Token",
+  "The security token included in the request is invalid.",
+  "The request signature we calculated does not match",
+];
+const KEY = "wsgate-console-key";
+
 async function call(method, path = "", body = undefined) {
-  const response = await fetch(api + path, { method, body, cache: "no-store" });
+  const headers = {};
+  const key = JSON.parse(sessionStorage.getItem(KEY) ?? "null");
+  if (key && canSign()) {
+    Object.assign(headers, await sign({ method, url: api + path, body: body ?? "", ...key }));
+  }
+  const response = await fetch(api + path, { method, body, headers, cache: "no-store" });
+  if (response.status === 403) {
+    const message = (await response.clone().json().catch(() => ({}))).message ?? "";
+    if (SIGNATURE_REFUSALS.some((refusal) => message.startsWith(refusal))) askForKey(message, key);
+  }
   return response;
 }
+
+function askForKey(message, key) {
+  $("keys").hidden = false;
+  $("keys-why").textContent = canSign()
+    ? key ? `That key was refused: ${message}` : "This gateway takes signed calls only (--access-keys)."
+    : "This gateway takes signed calls only, and this page cannot sign here: browsers sign " +
+      "only on https, 127.0.0.1 or localhost.";
+}
+
+$("keys").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const keyId = $("key-id").value.trim();
+  const secret = $("key-secret").value;
+  sessionStorage.setItem(KEY, JSON.stringify({ keyId, secret }));
+  $("key-secret").value = "";
+  $("keys").hidden = true;
+  refresh();
+});
 
 async function refresh() {
   let ids, total, next;
