@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from types import TracebackType
-from typing import IO
 
 import pytest
 
 from tests.conftest import free_port
 from tests.moto_server import TIMEOUT
+from wsgate.offline.background import BackgroundServer
 
 
 def redis_server_binary() -> str:
@@ -51,9 +49,9 @@ class RedisServer:
 
     def __init__(self) -> None:
         self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._server: BackgroundServer | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self._output = ""
 
     @property
     def url(self) -> str:
@@ -81,17 +79,9 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after a grace period)."""
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
@@ -99,8 +89,6 @@ class RedisServer:
     def _launch(self, port: int) -> bool:
         self.port = port
         self._dir = tempfile.TemporaryDirectory(prefix="wsgate-redis-")
-        # A file, not a pipe: a pipe nobody reads fills up.
-        self._log = tempfile.TemporaryFile()
         # Nothing on disk: no snapshots (save ""), no append-only file.
         options = {
             "port": str(port),
@@ -110,38 +98,21 @@ class RedisServer:
             "dir": self._dir.name,
             "daemonize": "no",
         }
-        self._process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                *(arg for item in options.items() for arg in ("--" + item[0], item[1])),
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        return self._wait_until_ready()
+        argv = [redis_server_binary()]
+        for name, value in options.items():
+            argv += ["--" + name, value]
+        self._server = BackgroundServer(argv, self._answers)
+        started = self._server.start(TIMEOUT)
+        self._output = "" if started else self._server.output()
+        return started
 
-    def _wait_until_ready(self) -> bool:
-        assert self._process is not None
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False  # exited: most likely the port was taken meanwhile
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        return False
-
-    @property
-    def _output(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-4000:]
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def __enter__(self) -> RedisServer:
         self.start()

@@ -19,16 +19,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from types import TracebackType
-from typing import IO
 
 from wsgate.exceptions import ConfigError
+from wsgate.offline.background import BackgroundServer
 from wsgate.offline.function_process import exit_with_parent
 
 #: Seconds moto may take to answer its first request (about 1 s on a laptop).
@@ -47,8 +44,7 @@ class LocalDynamoDB:
 
     def __init__(self) -> None:
         self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None
+        self._server: BackgroundServer | None = None
 
     @property
     def endpoint(self) -> str:
@@ -56,61 +52,36 @@ class LocalDynamoDB:
 
     def start(self) -> None:
         """Start the server and wait until it answers; retry if its port was taken meanwhile."""
+        output = ""
         for _ in range(3):
             self.port = _free_port()
-            # A file, not a pipe: moto logs every request, and a pipe nobody reads fills up.
-            self._log = tempfile.TemporaryFile()
-            self._process = subprocess.Popen(
+            self._server = BackgroundServer(
                 [sys.executable, "-m", "wsgate.offline.local_dynamodb", str(self.port)],
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                self._answers,
+                own_session=True,
             )
-            if self._wait_until_ready():
+            if self._server.start(START_TIMEOUT):
                 return
-            output = self._output()
+            output = self._server.output()
             self.stop()
         raise ConfigError(f"the local DynamoDB (moto server) did not start:\n{output}")
 
-    def _wait_until_ready(self) -> bool:
-        assert self._process is not None
+    def _answers(self) -> bool:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                return False  # exited: most likely the port was taken meanwhile
-            try:
-                with opener.open(f"{self.endpoint}/moto-api/", timeout=1) as response:
-                    if response.status == 200:
-                        return True
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.05)
-        return False
-
-    def _output(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-4000:]
+        try:
+            with opener.open(f"{self.endpoint}/moto-api/", timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
 
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        return self._server.pid if self._server is not None else None
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after a grace period); its data is gone."""
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
     def __enter__(self) -> LocalDynamoDB:
         self.start()
