@@ -144,10 +144,11 @@ class Reader:
         self.env = self._clean_environment()
         bin_dir = folder / ".venv" / "bin"
         bin_dir.mkdir(parents=True)
-        (bin_dir / "python").symlink_to(sys.executable)
-        wsgate = bin_dir / "wsgate"
-        wsgate.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m wsgate "$@"\n')
-        wsgate.chmod(0o755)
+        # Scripts, not symlinks: a venv's python finds its packages by the path it runs from.
+        for name, run in (("python", ""), ("wsgate", " -m wsgate")):
+            shim = bin_dir / name
+            shim.write_text(f'#!/bin/sh\nexec "{sys.executable}"{run} "$@"\n')
+            shim.chmod(0o755)
         (folder / "examples").symlink_to(ROOT / "examples")
         self.env["PATH"] = f"{bin_dir}{os.pathsep}{self.env.get('PATH', '')}"
 
