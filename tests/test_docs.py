@@ -361,6 +361,6 @@ def test_cli_page_names_every_command_and_option() -> None:
             for option in [*param.opts, *param.secondary_opts]:
                 if option in ("-h", "--help"):
                     continue
-                if not re.search(rf"`{re.escape(option)}[` =\[]", page):
+                if not re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", page):
                     missing.append(f"wsgate {name} {option}")
     assert not missing, f"docs/cli.md does not name: {missing}"
