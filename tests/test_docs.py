@@ -18,9 +18,10 @@ that, and says why in the page's source:
   answers, a client when it says it is connected); a new `wsgate serve` replaces the
   previous one, and the page's end stops them all.
 - The folder has the repository's `examples/`, and `.venv/bin/wsgate` and
-  `.venv/bin/python` (this interpreter), so commands work as written; `8080` in a block
-  means a free port of the page's; the environment has no `AWS_*` or `WSGATE_*` settings
-  and no AWS config files, as on a clean machine.
+  `.venv/bin/python` (this interpreter), so commands work as written; `8080` in a block,
+  and the port `wsgate serve` and `wsgate connections` default to, mean a free port of the
+  page's; the environment has no other `AWS_*` or `WSGATE_*` settings, no AWS config
+  files and no pytest plugin but wsgate's, as on a clean machine.
 
 Blocks in other languages (`text`, `yaml`, `json`, ...) or none are shown, never run.
 """
@@ -151,6 +152,13 @@ class Reader:
             shim.chmod(0o755)
         (folder / "examples").symlink_to(ROOT / "examples")
         self.env["PATH"] = f"{bin_dir}{os.pathsep}{self.env.get('PATH', '')}"
+        # The commands' own defaults of port 8080, moved to the page's port too.
+        self.env["WSGATE_SERVE_PORT"] = str(port)
+        self.env["WSGATE_CONNECTIONS_URL"] = f"http://127.0.0.1:{port}/dev"
+        # pytest with wsgate's plugin only, as where wsgate alone is installed: the dev
+        # tools' plugins would make each run of it ten seconds slower.
+        self.env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        self.env["PYTEST_PLUGINS"] = "wsgate.pytest_plugin"
 
     def _clean_environment(self) -> dict[str, str]:
         env = {
@@ -193,11 +201,10 @@ class Reader:
         if kind == "serve" and self.server is not None:
             self.stop(self.server)
         log = (self.folder / f"background-{len(self.background)}.log").open("w+b")
-        env = {**self.env, "WSGATE_SERVE_PORT": str(self.port)}
         process = subprocess.Popen(
             ["bash", "-c", f"exec {command}"],
             cwd=self.folder,
-            env=env,
+            env=self.env,
             stdin=subprocess.PIPE,  # kept open: an interactive client stays connected
             stdout=log,
             stderr=subprocess.STDOUT,
