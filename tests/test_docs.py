@@ -123,7 +123,7 @@ def commands(text: str) -> list[str]:
 
 
 def runs_until_stopped(command: str) -> str | None:
-    """"serve" or "connect" for the commands that run until stopped; None for the others."""
+    """`serve` or `connect` for the commands that run until stopped; None for the others."""
     words = shlex.split(command, comments=True)
     if len(words) < 2 or Path(words[0]).name != "wsgate":
         return None
