@@ -294,6 +294,23 @@ def reader(tmp_path: Path) -> Iterator[Reader]:
         page_reader.stop_all()
 
 
+def test_reading_rules() -> None:
+    """Blocks, their directives and their commands are read as the docstring says."""
+    page = ROOT / "README.md"
+    first, second = blocks(page)[:2]
+    assert first.runs_as == ".venv/bin/wsgate serve" and first.not_run is None
+    assert second.not_run and second.runs_as is None
+    assert commands("# a comment\nwsgate connect URL \\\n  -x hi  # says hi\n\nls\n") == [
+        "wsgate connect URL    -x hi  # says hi",
+        "ls",
+    ]
+    assert runs_until_stopped(".venv/bin/wsgate serve app.py --reload") == "serve"
+    assert runs_until_stopped("wsgate connect ws://127.0.0.1:8080/dev") == "connect"
+    assert runs_until_stopped("wsgate connect URL -x hi -w 1") is None
+    assert runs_until_stopped("echo hi | wsgate connect URL") is None
+    assert runs_until_stopped("wsgate template app.py") is None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_snippets_run(page: Path, reader: Reader) -> None:
