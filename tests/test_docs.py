@@ -1,5 +1,5 @@
 """The docs' snippets run, so they cannot rot; their links lead somewhere; the CLI page
-names every option.
+names every option; the examples the blocks name exist.
 
 Each page (README.md, docs/*.md) runs in a folder of its own, its fenced `python` and `sh`
 blocks in order, as a reader would type them. An HTML comment right before a block changes
@@ -366,6 +366,19 @@ def test_relative_links_lead_somewhere(page: Path) -> None:
         elif anchor and linked.suffix == ".md" and anchor not in anchors(linked):
             broken.append(target)
     assert not broken, f"{page.relative_to(ROOT)}: broken links {broken}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
+def test_example_paths_exist(page: Path) -> None:
+    """Each `examples/...` path a python or sh block names exists, run or not."""
+    missing = [
+        f"{block.where}: {path}"
+        for block in blocks(page)
+        if block.language in RUN_LANGUAGES
+        for path in re.findall(r"\bexamples/[\w./-]*\w", block.text)
+        if not (ROOT / path).exists()
+    ]
+    assert not missing, f"no such file: {missing}"
 
 
 # -- the CLI page -----------------------------------------------------------------------
