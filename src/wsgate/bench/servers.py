@@ -6,7 +6,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from wsgate.bench import node, optional
+from wsgate.bench import node, optional, peers, socketio_framing
+from wsgate.bench.client import Framing
 from wsgate.bench.procs import ProcessGroup, ServerProcess, free_port
 
 #: The wsgate servers and the app each serves (`wsgate-2w`: `--workers 2`).
@@ -14,6 +15,13 @@ WSGATE_APPS = {
     "wsgate": "wsgate.bench.apps:app",
     "wsgate-2w": "wsgate.bench.apps:app",
     "wsgate-sync": "wsgate.bench.apps:sync_app",
+}
+#: The peers' apps (in wsgate/bench/peers), their options, and what they speak.
+PEER_APPS: dict[str, tuple[str, list[str], Framing]] = {
+    "starlette": ("starlette_app.py", [], "websocket"),  # uvicorn's default WebSocket
+    "starlette-wsproto": ("starlette_app.py", ["--ws", "wsproto"], "websocket"),
+    "socketio": ("socketio_app.py", [], "socket.io"),
+    "channels": ("channels_app.py", [], "websocket"),
 }
 #: Gateways on a Redis store: one node (`wsgate-redis`), and three nodes (`wsgate-3n`),
 #: the fan-out publisher on the first and the subscribers spread over the other two.
@@ -29,7 +37,8 @@ def redis_server_binary() -> str | None:
 
 
 def unavailable_reason(name: str, workdir: Path) -> str | None:
-    """Why `name` cannot run here, or None if it can (installs serverless on first use)."""
+    """Why `name` cannot run here, or None if it can (installs the peers and serverless-offline
+    on first use)."""
     if name in WSGATE_APPS:
         return None
     if name in REDIS_NODES:
@@ -45,6 +54,12 @@ def unavailable_reason(name: str, workdir: Path) -> str | None:
     if name == "picows":
         if optional.load("picows") is None:
             return "picows is not installed (pip install 'wsgate[bench]')"
+        return None
+    if name in PEER_APPS:
+        try:
+            peers.prepare()
+        except node.Unavailable as exc:
+            return str(exc)
         return None
     if name == "serverless-offline":
         try:
@@ -95,6 +110,23 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
             port=port,
             url=f"ws://127.0.0.1:{port}/",
             log=log,
+        )
+    if name in PEER_APPS:
+        script, options, framing = PEER_APPS[name]
+        path = socketio_framing.PATH if framing == "socket.io" else "/"
+        return ServerProcess(
+            name,
+            [
+                str(peers.python(peers.root())),
+                str(peers.APPS / script),
+                "--port",
+                str(port),
+                *options,
+            ],
+            port=port,
+            url=f"ws://127.0.0.1:{port}{path}",
+            log=log,
+            framing=framing,
         )
     if name == "serverless-offline":
         root = node.cache_dir() / "serverless-offline"
