@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsgate.bench import optional, servers
+from wsgate.bench import optional, peers, servers
 from wsgate.bench.client import Client, best_client, speaking
 from wsgate.bench.procs import ServerProcess, raise_fd_limit
 from wsgate.bench.scenarios import SCENARIOS, TIME_LIMITS, Counts, Figures, warm_up
@@ -214,6 +214,7 @@ async def run(
         "cpus": os.cpu_count(),
         "open_files_limit": fd_limit,
         "versions": _versions(),
+        "peer_pins": list(peers.PINS),
         "not_run": NOT_RUN,
     }
     return Results(rows, meta, counts)
