@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 from pathlib import Path
@@ -56,11 +57,7 @@ def unavailable_reason(name: str, workdir: Path) -> str | None:
             return "picows is not installed (pip install 'wsgate[bench]')"
         return None
     if name in PEER_APPS:
-        try:
-            peers.prepare()
-        except node.Unavailable as exc:
-            return str(exc)
-        return None
+        return _peers_unavailable_reason()
     if name == "serverless-offline":
         try:
             node.prepare(workdir / "npm-install.log")
@@ -68,6 +65,17 @@ def unavailable_reason(name: str, workdir: Path) -> str | None:
             return str(exc)
         return None
     return f"unknown server {name!r}"
+
+
+@functools.cache
+def _peers_unavailable_reason() -> str | None:
+    """Why the peers cannot run: asked once, as they share one environment (and one failed
+    install is enough)."""
+    try:
+        peers.prepare()
+    except node.Unavailable as exc:
+        return str(exc)
+    return None
 
 
 def create(name: str, workdir: Path, tag: str) -> ServerProcess:
