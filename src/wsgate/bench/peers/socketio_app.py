@@ -14,7 +14,7 @@ from typing import Any
 import socketio
 import uvicorn
 
-sio = socketio.AsyncServer(async_mode="asgi", transports=["websocket"])
+sio = socketio.AsyncServer(async_mode="asgi")
 app = socketio.ASGIApp(sio)
 
 
