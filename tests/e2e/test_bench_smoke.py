@@ -3,7 +3,8 @@
 No timing is asserted: the machine is shared and the figures are the benchmark's to
 report, not the suite's to judge. wsgate (one worker and two) and raw websockets run here;
 picows' raw server and serverless-offline are left to the full benchmark, and nothing is
-installed from npm.
+installed from npm or, for the Python peers, from PyPI: their smoke run needs the
+environment a benchmark run installed.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TIMEOUT_FACTOR
+from wsgate.bench import PEERS, peers
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +90,35 @@ def test_smoke_run_completes_every_row_and_loses_nothing(tmp_path: Path) -> None
     scaling = [t for t in document["targets"] if t["server"] == "wsgate-2w"]
     assert {t["scenario"] for t in scaling} == {"echo", "fanout"}
     assert all(t["value"] > 0 for t in scaling), scaling
+
+
+@pytest.mark.timeout(180 * TIMEOUT_FACTOR)
+def test_peers_smoke_run_speaks_each_framework_and_loses_nothing(tmp_path: Path) -> None:
+    """With the peers installed, each serves echo and fan-out (socket.io in its framing)."""
+    if not peers.installed(peers.root()):
+        pytest.skip(
+            "the Python peers are installed by `wsgate bench` on first use (from PyPI), never "
+            "by the test suite: `wsgate bench --servers starlette --scale 0.02` installs them"
+        )
+    out = tmp_path / "bench.json"
+    names = ("wsgate", *PEERS)
+    result = run_bench(
+        tmp_path,
+        *("--scale", "0.02", "--repeat", "1", "--scenarios", "echo,fanout"),
+        *("--servers", ",".join(names), "--json", str(out)),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(out.read_text())
+    rows = {(row["scenario"], row["server"]): row for row in document["rows"]}
+    for name in names:
+        echo, fanout = rows["echo", name], rows["fanout", name]
+        assert echo["status"] == fanout["status"] == "ok", (name, echo, fanout)
+        assert echo["runs"][0]["wrong_replies"] == 0, (name, echo)
+        assert fanout["runs"][0]["lost"] == 0, (name, fanout)
+        assert fanout["runs"][0]["deliveries"] == 20 * 2
+    peer_targets = [t for t in document["targets"] if t["reference"] in PEERS]
+    assert len(peer_targets) == 2 * len(PEERS)
+    assert all(t["value"] is not None and t["value"] > 0 for t in peer_targets), peer_targets
 
 
 def test_unknown_server_is_a_clean_usage_error(tmp_path: Path) -> None:

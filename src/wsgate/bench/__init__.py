@@ -12,6 +12,9 @@ See docs/benchmarks.md for the method and the figures.
 from __future__ import annotations
 
 SCENARIOS = ("echo", "fanout", "connect", "memory")
+#: The frameworks a user would pick instead to self-host the same app in Python
+#: (installed by the benchmark on first use, see wsgate.bench.peers).
+PEERS = ("starlette", "starlette-wsproto", "socketio", "channels")
 SERVERS = (
     "wsgate",
     "wsgate-2w",
@@ -20,7 +23,8 @@ SERVERS = (
     "wsgate-3n",
     "websockets",
     "picows",
+    *PEERS,
     "serverless-offline",
 )
 
-__all__ = ["SCENARIOS", "SERVERS"]
+__all__ = ["PEERS", "SCENARIOS", "SERVERS"]

@@ -2,7 +2,8 @@
 
 Both call `on_message(bytes)` for every text frame as it arrives, so the scenarios are
 written once; picows does it from the protocol callback without a task per connection,
-which keeps the load generator off the critical path.
+which keeps the load generator off the critical path. `SocketIOClient` speaks Socket.IO
+over either, for the socket.io server, and hands the scenarios the same bodies.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from wsgate.bench import optional
+from wsgate.bench import optional, socketio_framing
 
 OnMessage = Callable[[bytes], None]
+#: What a server speaks over its WebSocket connections: the benchmark's JSON bodies as
+#: they are, or wrapped in Socket.IO's packets.
+Framing = Literal["websocket", "socket.io"]
 
 #: How long one opening handshake may take before it counts as a failure.
 OPEN_TIMEOUT = 20.0
@@ -130,6 +134,73 @@ class WebsocketsClient:
             url, compression=None, open_timeout=OPEN_TIMEOUT, ping_interval=None, max_queue=None
         )
         return _WebsocketsConnection(ws, on_message)
+
+
+# -- socket.io over either --------------------------------------------------------------
+
+
+class _SocketIOConnection:
+    """One Socket.IO session on a WebSocket connection: hands events' data on, pongs."""
+
+    def __init__(self, on_message: OnMessage) -> None:
+        loop = asyncio.get_running_loop()
+        self.on_message = on_message
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.connected: asyncio.Future[None] = loop.create_future()
+        self.websocket: Connection | None = None
+        self.pong: asyncio.Task[None] | None = None
+
+    def receive(self, packet: bytes) -> None:
+        kind, payload = socketio_framing.decode(packet)
+        if kind is socketio_framing.Packet.EVENT:
+            self.on_message(payload)
+        elif kind is socketio_framing.Packet.PING and self.websocket is not None:
+            self.pong = asyncio.ensure_future(self.websocket.send(socketio_framing.PONG))
+        elif kind is socketio_framing.Packet.OPEN and not self.opened.done():
+            self.opened.set_result(None)
+        elif kind is socketio_framing.Packet.CONNECTED and not self.connected.done():
+            self.connected.set_result(None)
+        elif kind is socketio_framing.Packet.CONNECT_ERROR and not self.connected.done():
+            reason = payload.decode(errors="replace")
+            self.connected.set_exception(ConnectionError(f"socket.io refused: {reason}"))
+
+    async def send(self, data: bytes) -> None:
+        assert self.websocket is not None, "connect() sets it first"
+        await self.websocket.send(socketio_framing.encode_event(data))
+
+    def close(self) -> None:
+        if self.websocket is not None:
+            self.websocket.close()
+
+
+class SocketIOClient:
+    """Socket.IO (Engine.IO 4) over another client's WebSocket connections.
+
+    A connection counts as open once the server has opened the Engine.IO session and
+    accepted it into the default namespace, as a socket.io client's `connect` does.
+    """
+
+    def __init__(self, websocket_client: Client) -> None:
+        self.websocket_client = websocket_client
+        self.name = f"{websocket_client.name} + socket.io"
+
+    async def connect(self, url: str, on_message: OnMessage = _ignore) -> Connection:
+        session = _SocketIOConnection(on_message)
+        session.websocket = await self.websocket_client.connect(url, session.receive)
+        try:
+            async with asyncio.timeout(OPEN_TIMEOUT):
+                await session.opened
+                await session.websocket.send(socketio_framing.CONNECT)
+                await session.connected
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+
+def speaking(framing: Framing, client: Client) -> Client:
+    """`client`, or `client` speaking Socket.IO over its connections."""
+    return SocketIOClient(client) if framing == "socket.io" else client
 
 
 def best_client() -> Client:

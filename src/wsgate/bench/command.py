@@ -112,7 +112,7 @@ def bench(
     plot_path: Path | None,
     workdir: Path | None,
 ) -> None:
-    """Benchmark wsgate against raw websockets, raw picows and serverless-offline.
+    """Benchmark wsgate against raw websockets and picows, its Python peers and serverless-offline.
 
     Everything runs on 127.0.0.1: each server in its own process, so its CPU time and
     memory are its own; the load generator in this one. Exits 1 if a run failed or wsgate

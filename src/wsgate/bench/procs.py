@@ -15,6 +15,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from wsgate.bench.client import Framing
+
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -84,6 +86,7 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         start_timeout: float = 30.0,
         store: Path | None = None,
+        framing: Framing = "websocket",
     ) -> None:
         self.name = name
         self.command = list(command)
@@ -98,6 +101,8 @@ class ServerProcess:
         #: Where fan-out subscribers connect (the publisher connects to `url`): other
         #: nodes than the publisher's, for a gateway of several nodes.
         self.subscriber_urls = [url]
+        #: What the load generator speaks to it over WebSocket.
+        self.framing: Framing = framing
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from wsgate.bench import optional
+from wsgate.bench import PEERS, optional
 from wsgate.bench.runner import Results, Row
 from wsgate.bench.scenarios import KEY_FIGURE
 
@@ -122,6 +122,33 @@ TARGETS = (
         ">=",
         100,
         ceiling="picows",
+    ),
+    # The peers a user would pick instead: wsgate aims at twice their messages per second
+    # of server CPU (half their CPU per message) and twice their fan-out rate.
+    *(
+        Target(
+            f"peers: echo server CPU per message, wsgate / {peer} (0.5: twice the messages "
+            "per CPU second)",
+            "echo",
+            "server_cpu_us_per_message",
+            peer,
+            "<=",
+            0.5,
+            ceiling="picows",
+        )
+        for peer in PEERS
+    ),
+    *(
+        Target(
+            f"peers: fan-out deliveries/s, wsgate / {peer}",
+            "fanout",
+            "deliveries_per_s",
+            peer,
+            ">=",
+            2,
+            ceiling="picows",
+        )
+        for peer in PEERS
     ),
     Target(
         "sync handlers: echo server CPU per message, wsgate-sync / picows",

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsgate.bench import optional, servers
-from wsgate.bench.client import Client, best_client
+from wsgate.bench import optional, peers, servers
+from wsgate.bench.client import Client, best_client, speaking
 from wsgate.bench.procs import ServerProcess, raise_fd_limit
 from wsgate.bench.scenarios import SCENARIOS, TIME_LIMITS, Counts, Figures, warm_up
 
@@ -84,7 +84,7 @@ class Results:
 
 async def _start(server: ServerProcess, client: Client) -> None:
     await server.start()
-    await warm_up(server, client)
+    await warm_up(server, speaking(server.framing, client))
     await server.quiesce()
 
 
@@ -135,7 +135,9 @@ async def _run_scenario(
                 deadline = asyncio.timeout(limit)
                 try:
                     async with deadline:
-                        figures, notes = await SCENARIOS[scenario](server, client, counts)
+                        figures, notes = await SCENARIOS[scenario](
+                            server, speaking(server.framing, client), counts
+                        )
                     row.runs.append(figures)
                     row.notes.extend(notes)
                     progress(f"  {scenario:8} {name:19} run {attempt}/{repeat}: {_brief(figures)}")
@@ -212,6 +214,7 @@ async def run(
         "cpus": os.cpu_count(),
         "open_files_limit": fd_limit,
         "versions": _versions(),
+        "peer_pins": list(peers.PINS),
         "not_run": NOT_RUN,
     }
     return Results(rows, meta, counts)

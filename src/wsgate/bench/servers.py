@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 from pathlib import Path
 
-from wsgate.bench import node, optional
+from wsgate.bench import node, optional, peers, socketio_framing
+from wsgate.bench.client import Framing
 from wsgate.bench.procs import ProcessGroup, ServerProcess, free_port
 
 #: The wsgate servers and the app each serves (`wsgate-2w`: `--workers 2`).
@@ -14,6 +16,13 @@ WSGATE_APPS = {
     "wsgate": "wsgate.bench.apps:app",
     "wsgate-2w": "wsgate.bench.apps:app",
     "wsgate-sync": "wsgate.bench.apps:sync_app",
+}
+#: The peers' apps (in wsgate/bench/peers), their options, and what they speak.
+PEER_APPS: dict[str, tuple[str, list[str], Framing]] = {
+    "starlette": ("starlette_app.py", [], "websocket"),  # uvicorn's default WebSocket
+    "starlette-wsproto": ("starlette_app.py", ["--ws", "wsproto"], "websocket"),
+    "socketio": ("socketio_app.py", [], "socket.io"),
+    "channels": ("channels_app.py", [], "websocket"),
 }
 #: Gateways on a Redis store: one node (`wsgate-redis`), and three nodes (`wsgate-3n`),
 #: the fan-out publisher on the first and the subscribers spread over the other two.
@@ -29,7 +38,8 @@ def redis_server_binary() -> str | None:
 
 
 def unavailable_reason(name: str, workdir: Path) -> str | None:
-    """Why `name` cannot run here, or None if it can (installs serverless on first use)."""
+    """Why `name` cannot run here, or None if it can (installs the peers and serverless-offline
+    on first use)."""
     if name in WSGATE_APPS:
         return None
     if name in REDIS_NODES:
@@ -46,6 +56,8 @@ def unavailable_reason(name: str, workdir: Path) -> str | None:
         if optional.load("picows") is None:
             return "picows is not installed (pip install 'wsgate[bench]')"
         return None
+    if name in PEER_APPS:
+        return _peers_unavailable_reason()
     if name == "serverless-offline":
         try:
             node.prepare(workdir / "npm-install.log")
@@ -53,6 +65,17 @@ def unavailable_reason(name: str, workdir: Path) -> str | None:
             return str(exc)
         return None
     return f"unknown server {name!r}"
+
+
+@functools.cache
+def _peers_unavailable_reason() -> str | None:
+    """Why the peers cannot run: asked once, as they share one environment (and one failed
+    install is enough)."""
+    try:
+        peers.prepare()
+    except node.Unavailable as exc:
+        return str(exc)
+    return None
 
 
 def create(name: str, workdir: Path, tag: str) -> ServerProcess:
@@ -95,6 +118,23 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
             port=port,
             url=f"ws://127.0.0.1:{port}/",
             log=log,
+        )
+    if name in PEER_APPS:
+        script, options, framing = PEER_APPS[name]
+        path = socketio_framing.PATH if framing == "socket.io" else "/"
+        return ServerProcess(
+            name,
+            [
+                str(peers.python(peers.root())),
+                str(peers.APPS / script),
+                "--port",
+                str(port),
+                *options,
+            ],
+            port=port,
+            url=f"ws://127.0.0.1:{port}{path}",
+            log=log,
+            framing=framing,
         )
     if name == "serverless-offline":
         root = node.cache_dir() / "serverless-offline"
