@@ -131,6 +131,7 @@ async def serve(
         bind_host=host,
         access_keys=keys,
         pages=pages,
+        workers=peers,
     )
     listener: Listener | None = None
     try:
