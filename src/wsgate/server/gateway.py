@@ -311,9 +311,11 @@ class Gateway:
                 result = await self.invoker.invoke(route, event)
             except HandlerTimedOut:
                 outcome = "timeout"
+                self.metrics.routes[route_key].timeouts += 1
                 reply = error_frame(ENDPOINT_TIMED_OUT, info.connection_id, request_id)
             except HandlerFailed:
                 outcome = "error"
+                self.metrics.routes[route_key].errors += 1
                 reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
             else:
                 if route.return_response:
@@ -327,6 +329,7 @@ class Gateway:
                             exc,
                         )
                         outcome = "error"
+                        self.metrics.routes[route_key].errors += 1
                         reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
             if reply is not None:
                 conn.reply(reply)
@@ -334,16 +337,11 @@ class Gateway:
             conn.message_done()
             seconds = time.monotonic() - started
             if route_key is not None:
-                # Recorded here, not by a call: a bucket and a sum on every message; an
-                # outcome other than ok (the rest) is counted apart.
-                stats = self.metrics.routes.get(route_key) or self.metrics.route(route_key)
+                # Recorded here, not by a call: a bucket and a sum on every message (errors
+                # and timeouts are counted where they happen; ok is the rest).
+                stats = self.metrics.routes[route_key]
                 stats.counts[bisect_left(HANDLER_BUCKETS, seconds)] += 1
                 stats.total += seconds
-                if outcome != "ok":
-                    if outcome == "error":
-                        stats.errors += 1
-                    else:
-                        stats.timeouts += 1
             if self.access_log:
                 access(
                     "message",

@@ -20,6 +20,7 @@ import dataclasses
 import datetime
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -129,8 +130,8 @@ class Metrics:
     def __init__(self) -> None:
         self.connects: dict[int, int] = {}
         self.disconnects: dict[int, int] = {}
-        #: Handler runs by route key.
-        self.routes: dict[str, RouteStats] = {}
+        #: Handler runs by route key (a route's stats made by its first message).
+        self.routes: defaultdict[str, RouteStats] = defaultdict(RouteStats)
         #: Messages no route took, and messages over the connection's message rate.
         self.forbidden = self.throttled = 0
         self.store_seconds: dict[str, Histogram] = {}
@@ -141,13 +142,6 @@ class Metrics:
 
     def disconnect(self, code: int) -> None:
         self.disconnects[code] = self.disconnects.get(code, 0) + 1
-
-    def route(self, key: str) -> RouteStats:
-        """A route's stats, made on its first message."""
-        stats = self.routes.get(key)
-        if stats is None:
-            stats = self.routes[key] = RouteStats()
-        return stats
 
     def store_call(self, operation: str, seconds: float) -> None:
         histogram = self.store_seconds.get(operation)
