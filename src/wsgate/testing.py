@@ -390,18 +390,22 @@ class MemoryWebSocket:
     # -- the test's thread -------------------------------------------------------------
 
     def send(self, message: str | bytes) -> None:
+        """Send without waiting, as a socket's write does (ConnectionClosed once closed)."""
         from websockets.protocol import State
+
+        if self._protocol.state is not State.OPEN:
+            raise self._protocol.close_exc
 
         def send_now() -> None:
             if self._protocol.state is not State.OPEN:
-                raise self._protocol.close_exc
+                return  # closed meanwhile: lost, as bytes written to a closing socket are
             if isinstance(message, str):
                 self._protocol.send_text(message.encode())
             else:
                 self._protocol.send_binary(message)
             self._flush()
 
-        self._on_loop(send_now)
+        self._loop.call_soon_threadsafe(send_now)
 
     def recv(self, timeout: float | None = None) -> str | bytes:
         try:
