@@ -99,10 +99,10 @@ def test_the_management_client_reaches_a_test_client() -> None:
 
 
 def test_the_pytest_fixture_starts_and_stops_gateways(
-    wsgate_gateway: Callable[..., TestGateway],
+    wsgate_gateway: Callable[..., TestGateway], socketless: bool
 ) -> None:
     """The plugin's wsgate_gateway fixture: a started gateway, stopped after the test."""
-    gateway = wsgate_gateway(chat_app())
+    gateway = wsgate_gateway(chat_app(), socketless=socketless)
     client = gateway.connect(query={"token": "ok"})
     client.send({"action": "join", "room": "x"})
     client.send({"action": "say", "room": "x", "text": "nobody else"})
