@@ -1,9 +1,12 @@
 """What a gateway tells its operator: access log lines and the numbers behind `/metrics`.
 
-The gateway counts in plain Python (`Metrics`: a dict increment, a bucket found by
-bisection), so counting costs a message well under a microsecond and needs no library;
-`prometheus-client` (the `metrics` extra) only renders them when `/metrics` is asked,
-from a registry of the gateway's own, so several gateways in one process never clash.
+The gateway counts in plain ints and lists (`Metrics`; a message's handler run is a
+bucket found by bisection and a sum, recorded inline by the gateway), so counting needs
+no library and no lock, and writes no file. A scrape reads them as a `Snapshot`, plain
+data: with `--workers N`, every worker's are gathered over the workers' bus and added up
+(`scrape`), so whichever worker a scrape reaches answers for the whole gateway.
+`prometheus-client` (the `metrics` extra) only renders a snapshot when `/metrics` is
+asked, through a collector of its own, so several gateways in one process never clash.
 
 Access log lines, in the spirit of API Gateway's access logs, go to the `wsgate.access`
 logger: one per connect, message, disconnect and management call. Each is logged with a
