@@ -55,6 +55,12 @@ TIMEOUT = 5.0
 
 T = TypeVar("T")
 
+#: Why a socketless TestGateway has no `management_url` (nor `management_client`).
+NO_HTTP = (
+    "boto3 needs an HTTP endpoint, which a socketless TestGateway does not have: use "
+    "management_call (the same @connections API, in process), or TestGateway(app) with a port"
+)
+
 
 class HandshakeRefused(WsgateError):
     """The gateway answered the upgrade with an HTTP error (`$connect` or a check refused)."""
@@ -169,6 +175,8 @@ class TestGateway:
     @property
     def management_url(self) -> str:
         """The `endpoint_url` for boto3's `apigatewaymanagementapi` client."""
+        if self.socketless:
+            raise WsgateError(NO_HTTP)
         return self.server.management_url
 
     # -- clients -----------------------------------------------------------------------
@@ -221,17 +229,12 @@ class TestGateway:
 
     def management_client(self) -> Any:
         """boto3's real `apigatewaymanagementapi` client for this gateway (dummy keys)."""
-        if self.socketless:
-            raise WsgateError(
-                "boto3 needs an HTTP endpoint, which a socketless TestGateway does not have: "
-                "use management_call (the same @connections API, in process), or "
-                "TestGateway(app) with a port"
-            )
+        endpoint_url = self.management_url  # WsgateError if socketless
         import boto3
 
         return boto3.client(
             "apigatewaymanagementapi",
-            endpoint_url=self.management_url,
+            endpoint_url=endpoint_url,
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",

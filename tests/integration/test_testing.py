@@ -167,3 +167,5 @@ def test_socketless_has_no_boto3_endpoint() -> None:
     with TestGateway(chat_app(), socketless=True) as gateway:
         with pytest.raises(WsgateError, match="management_call"):
             gateway.management_client()
+        with pytest.raises(WsgateError, match="management_call"):
+            gateway.management_url  # noqa: B018
