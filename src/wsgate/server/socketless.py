@@ -11,6 +11,7 @@ happens between frames and writes (back-pressure) without a network.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -124,24 +125,24 @@ class MemoryTransport(asyncio.Transport):
         self._loop = loop
         self._protocol = protocol
         self._client = client
-        self._paused: list[bytes] | None = None
+        #: What the client sent and the gateway has not read yet, in order.
+        self._incoming: collections.deque[bytes] = collections.deque()
+        self._reading = True
         self._closed = False
         protocol.connection_made(self)
 
     # -- the client's side -----------------------------------------------------------
 
     def send(self, data: bytes) -> None:
-        """The client sent `data` (on the loop)."""
-        if self._closed:
-            return
-        if self._paused is not None:
-            self._paused.append(data)
-        else:
-            self._loop.call_soon(self._deliver, data)
-
-    def _deliver(self, data: bytes) -> None:
+        """The client sent `data` (on the loop): the gateway reads it on the next turn."""
         if not self._closed:
-            feed(self._protocol, data)
+            self._incoming.append(data)
+            if len(self._incoming) == 1:
+                self._loop.call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        while self._incoming and self._reading and not self._closed:
+            feed(self._protocol, self._incoming.popleft())
 
     # -- asyncio.Transport -----------------------------------------------------------
 
@@ -165,16 +166,15 @@ class MemoryTransport(asyncio.Transport):
         return self._closed
 
     def pause_reading(self) -> None:
-        if self._paused is None:
-            self._paused = []
+        self._reading = False
 
     def resume_reading(self) -> None:
-        held, self._paused = self._paused, None
-        for data in held or ():
-            self._loop.call_soon(self._deliver, data)
+        if not self._reading:
+            self._reading = True
+            self._loop.call_soon(self._deliver)
 
     def is_reading(self) -> bool:
-        return self._paused is None
+        return self._reading
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
