@@ -48,7 +48,7 @@ from wsgate.server.socketless import MemoryTransport
 if TYPE_CHECKING:
     from websockets.client import ClientProtocol
 
-__all__ = ["HandshakeRefused", "TestClient", "TestGateway"]
+__all__ = ["HandshakeRefused", "TestClient", "TestGateway", "WebSocket"]
 
 #: Seconds a test waits for anything (a start, a message, a close) by default.
 TIMEOUT = 5.0
