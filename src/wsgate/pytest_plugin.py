@@ -1,10 +1,12 @@
 """wsgate's pytest plugin (loaded by pytest when wsgate is installed): `wsgate_gateway`.
 
     def test_echo(wsgate_gateway):
-        gateway = wsgate_gateway(app)          # TestGateway, started; stopped after the test
+        gateway = wsgate_gateway(app)  # TestGateway, started; stopped after the test
         client = gateway.connect()
         client.send("hi")
         assert client.receive() == "hi"
+
+`wsgate_gateway(app, socketless=True)` serves it without a port (`wsgate.testing`).
 """
 
 from __future__ import annotations

@@ -17,31 +17,49 @@ frames, close codes. Everything here blocks, with timeouts, so tests stay plain 
 With pytest, the `wsgate_gateway` fixture starts gateways and stops them after the test
 (`wsgate_gateway(app)`). Needs `pip install 'wsgate[testing]'` (websockets; boto3 for
 `management_client`).
+
+`TestGateway(app, socketless=True)` opens no socket at all: each client's bytes travel in
+memory (`server/socketless.py`), through the same front door, `$connect`, picows framing
+and close handshake, with websockets' own client protocol on the other end; the clients
+are the same `TestClient`s. What needs a real port is not there: `url` is for show, and
+boto3 (`management_client`) needs HTTP; `management_call` runs the same `@connections`
+API in either mode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
+import queue
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
 from wsgate.app import App
 from wsgate.exceptions import WsgateError
+from wsgate.server.front import FrontDoor
+from wsgate.server.management import ManagementAPI, ManagementResponse, parse_path
 from wsgate.server.runner import Server, serve
+from wsgate.server.socketless import MemoryTransport
 
 if TYPE_CHECKING:
-    from websockets.sync.client import ClientConnection
+    from websockets.client import ClientProtocol
 
-__all__ = ["HandshakeRefused", "TestClient", "TestGateway"]
+__all__ = ["HandshakeRefused", "TestClient", "TestGateway", "WebSocket"]
 
 #: Seconds a test waits for anything (a start, a message, a close) by default.
 TIMEOUT = 5.0
 
 T = TypeVar("T")
+
+#: Why a socketless TestGateway has no `management_url` (nor `management_client`).
+NO_HTTP = (
+    "boto3 needs an HTTP endpoint, which a socketless TestGateway does not have: use "
+    "management_call (the same @connections API, in process), or TestGateway(app) with a port"
+)
 
 
 class HandshakeRefused(WsgateError):
@@ -62,10 +80,16 @@ class TestGateway:
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
-    def __init__(self, app: App, *, store: str = "memory://", **options: Any) -> None:
-        """`options` are `wsgate.server.serve`'s (stage, limits, api_id, ...)."""
+    def __init__(
+        self, app: App, *, store: str = "memory://", socketless: bool = False, **options: Any
+    ) -> None:
+        """`options` are `wsgate.server.serve`'s (stage, limits, api_id, ...); `socketless`:
+        no port, clients connect in memory."""
         self.app = app
+        self.socketless = socketless
         self._options = {"store": store, "port": 0, "host": "127.0.0.1", **options}
+        if socketless:
+            self._options["listen"] = False
         self._server: Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -151,6 +175,8 @@ class TestGateway:
     @property
     def management_url(self) -> str:
         """The `endpoint_url` for boto3's `apigatewaymanagementapi` client."""
+        if self.socketless:
+            raise WsgateError(NO_HTTP)
         return self.server.management_url
 
     # -- clients -----------------------------------------------------------------------
@@ -172,19 +198,30 @@ class TestGateway:
         url = self.url + (f"?{urlencode(query)}" if query else "")
         with self._connecting:  # one at a time: the new id is the one that appeared
             before = set(self._call(self._live_ids))
+            websocket: WebSocket
             try:
-                websocket = connect(
-                    url,
-                    additional_headers=dict(headers or {}),
-                    subprotocols=[Subprotocol(name) for name in subprotocols or ()] or None,
-                    open_timeout=timeout,
-                    close_timeout=timeout,
-                )
-                # Entered as a context manager would be; `close()` (or `stop()`) exits it.
-                websocket.__enter__()
+                if self.socketless:
+                    assert self._loop is not None
+                    websocket = MemoryWebSocket.open(
+                        self._loop,
+                        self.server.front_door,
+                        url,
+                        headers=headers or {},
+                        subprotocols=subprotocols or (),
+                        timeout=timeout,
+                    )
+                else:
+                    connection = connect(
+                        url,
+                        additional_headers=dict(headers or {}),
+                        subprotocols=[Subprotocol(name) for name in subprotocols or ()] or None,
+                        open_timeout=timeout,
+                        close_timeout=timeout,
+                    )
+                    # Entered as a context manager would be; `close()` (or `stop()`) exits it.
+                    websocket = connection.__enter__()
             except InvalidStatus as exc:
-                response = exc.response
-                raise HandshakeRefused(response.status_code, bytes(response.body or b"")) from None
+                raise _refused(exc) from None
             new = [cid for cid in self._call(self._live_ids) if cid not in before]
         client = TestClient(websocket, new[0] if len(new) == 1 else None)
         self._clients.append(client)
@@ -192,15 +229,31 @@ class TestGateway:
 
     def management_client(self) -> Any:
         """boto3's real `apigatewaymanagementapi` client for this gateway (dummy keys)."""
+        endpoint_url = self.management_url  # WsgateError if socketless
         import boto3
 
         return boto3.client(
             "apigatewaymanagementapi",
-            endpoint_url=self.management_url,
+            endpoint_url=endpoint_url,
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+
+    def management_call(self, method: str, path: str, body: bytes = b"") -> ManagementResponse:
+        """One `@connections` call (`"POST", "/@connections/ID", b"hi"`), answered by the
+        gateway's management API in process, as over HTTP: status, headers, JSON body."""
+        parsed = parse_path(path, self.server.gateway.stage)
+        if parsed is None:
+            raise WsgateError(f"{path!r} is not an @connections path")
+        delivery = self.server.gateway.delivery
+        api = ManagementAPI(
+            delivery,
+            delivery.connection_ids,
+            stage=self.server.gateway.stage,
+            max_message_bytes=self.server.gateway.limits.max_message_bytes,
+        )
+        return self._call(lambda: api.handle(method, parsed, body))
 
     # -- what the gateway holds --------------------------------------------------------
 
@@ -230,12 +283,21 @@ class TestGateway:
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(TIMEOUT)
 
 
+class WebSocket(Protocol):
+    """What a `TestClient` uses of its WebSocket: websockets' sync client, or a
+    `MemoryWebSocket` (socketless)."""
+
+    def send(self, message: str | bytes) -> None: ...
+    def recv(self, timeout: float | None = None) -> str | bytes: ...
+    def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
 class TestClient:
     """One WebSocket client of a `TestGateway`."""
 
     __test__ = False
 
-    def __init__(self, websocket: ClientConnection, connection_id: str | None) -> None:
+    def __init__(self, websocket: WebSocket, connection_id: str | None) -> None:
         self.websocket = websocket
         #: The id the gateway gave this connection (what handlers see as connectionId).
         self.connection_id = connection_id or ""
@@ -276,6 +338,168 @@ class TestClient:
         except ConnectionClosed as closed:
             frame = closed.rcvd
             return (frame.code, frame.reason) if frame is not None else (None, None)
+
+
+class MemoryWebSocket:
+    """A WebSocket client whose bytes travel in memory to a gateway's front door: websockets'
+    own client protocol (sans I/O) on the gateway's loop, and the parts of websockets' sync
+    client a `TestClient` calls (`send`, `recv`, `close`), for the test's thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, protocol: ClientProtocol) -> None:
+        self._loop = loop
+        self._protocol = protocol
+        self._transport: MemoryTransport | None = None
+        self._handshake: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._messages: queue.Queue[str | bytes | None] = queue.Queue()  # None: closed
+        self._fragments: list[bytes] = []
+        self._text = False  # what the message being assembled is
+        self._closed = threading.Event()
+
+    @classmethod
+    def open(
+        cls,
+        loop: asyncio.AbstractEventLoop,
+        front_door: Callable[[], FrontDoor],
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        subprotocols: Iterable[str],
+        timeout: float,
+    ) -> MemoryWebSocket:
+        """Send the upgrade request and wait for the answer: InvalidStatus if refused."""
+        from websockets.client import ClientProtocol
+        from websockets.typing import Subprotocol
+        from websockets.uri import parse_uri
+
+        protocol = ClientProtocol(
+            parse_uri(url), subprotocols=[Subprotocol(name) for name in subprotocols] or None
+        )
+        request = protocol.connect()
+        request.headers.update(headers)
+        client = cls(loop, protocol)
+
+        def start() -> None:
+            client._transport = MemoryTransport(loop, front_door(), client)
+            protocol.send_request(request)
+            client._flush()
+
+        loop.call_soon_threadsafe(start)
+        try:
+            client._handshake.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"no answer to the upgrade request within {timeout:g}s") from None
+        return client
+
+    # -- the test's thread -------------------------------------------------------------
+
+    def send(self, message: str | bytes) -> None:
+        """Send without waiting, as a socket's write does (ConnectionClosed once closed)."""
+        from websockets.protocol import State
+
+        if self._protocol.state is not State.OPEN:
+            raise self._protocol.close_exc
+
+        def send_now() -> None:
+            if self._protocol.state is not State.OPEN:
+                return  # closed meanwhile: lost, as bytes written to a closing socket are
+            if isinstance(message, str):
+                self._protocol.send_text(message.encode())
+            else:
+                self._protocol.send_binary(message)
+            self._flush()
+
+        self._loop.call_soon_threadsafe(send_now)
+
+    def recv(self, timeout: float | None = None) -> str | bytes:
+        try:
+            message = self._messages.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no message within {timeout:g}s") from None
+        if message is None:
+            self._messages.put(None)  # closed for every later call too
+            raise self._protocol.close_exc
+        return message
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake and wait for the gateway to end the connection."""
+        from websockets.protocol import State
+
+        def close_now() -> None:
+            if self._protocol.state is State.OPEN:
+                self._protocol.send_close(code, reason)
+                self._flush()
+
+        if not self._closed.is_set():
+            self._on_loop(close_now)
+            self._closed.wait(TIMEOUT)
+
+    def _on_loop(self, operation: Callable[[], None]) -> None:
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                operation()
+            except BaseException as exc:
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+        self._loop.call_soon_threadsafe(run)
+        done.result(TIMEOUT)
+
+    # -- the gateway's loop (`server.socketless.PipeEnd`) ------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._protocol.receive_data(data)
+        self._events()
+
+    def connection_lost(self) -> None:
+        self._protocol.receive_eof()
+        self._events()
+        self._closed.set()
+        self._messages.put(None)
+        if not self._handshake.done():
+            self._handshake.set_exception(ConnectionError("the gateway closed the connection"))
+
+    def _events(self) -> None:
+        from websockets.frames import Frame, Opcode
+        from websockets.http11 import Response
+
+        for event in self._protocol.events_received():
+            if isinstance(event, Response):
+                failure = self._protocol.handshake_exc
+                if failure is None:
+                    self._handshake.set_result(None)
+                else:
+                    self._handshake.set_exception(failure)
+            elif isinstance(event, Frame) and event.opcode in (
+                Opcode.TEXT,
+                Opcode.BINARY,
+                Opcode.CONT,
+            ):
+                if event.opcode is not Opcode.CONT:
+                    self._text = event.opcode is Opcode.TEXT
+                self._fragments.append(bytes(event.data))
+                if event.fin:
+                    data = b"".join(self._fragments)
+                    self._fragments.clear()
+                    self._messages.put(data.decode() if self._text else data)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Hand what the client protocol wrote to the gateway (b"": it closed its side)."""
+        assert self._transport is not None
+        for data in self._protocol.data_to_send():
+            if data:
+                self._transport.send(data)
+            else:
+                self._transport.close()
+
+
+def _refused(exc: Any) -> HandshakeRefused:
+    """websockets' InvalidStatus as a HandshakeRefused."""
+    response = exc.response
+    return HandshakeRefused(response.status_code, bytes(response.body or b""))
 
 
 def _require_websockets() -> None:

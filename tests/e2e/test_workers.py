@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -14,11 +15,13 @@ from typing import Any
 
 import boto3
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from tests.conftest import TIMEOUT, recv, ws_connect
 from tests.e2e.test_cli import EXAMPLES, RUN_TIMEOUT, free_port, run_wsgate, wsgate_serve
+from tests.integration.test_management import raw_request
 from tests.redis_server import RedisServer, redis_url
 from wsgate.exceptions import ConfigError
 from wsgate.server.workers import worker_store
@@ -250,3 +253,56 @@ def test_workers_on_redis_share_the_port_and_stop_with_the_supervisor(tmp_path: 
     log = next(tmp_path.glob("serve-*.log")).read_text()
     assert log.count("wsgate: serving") == 1, log
     assert "on 2 workers" in log
+
+
+def scrape(port: int) -> tuple[int, bytes]:
+    """One `GET /metrics`, on a new connection: the kernel gives it to either worker."""
+    return raw_request(port, "GET", "/metrics")[::2]
+
+
+def samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+
+
+def worker_pids(supervisor: int) -> list[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def test_metrics_add_up_over_workers(tmp_path: Path) -> None:
+    """Whichever worker a scrape reaches, /metrics shows the whole gateway's totals; a
+    worker that does not answer (stopped) makes /metrics and /health 503 until it does."""
+    port = free_port()
+    with (
+        wsgate_serve(
+            str(EXAMPLES / "direct.py"), "--workers", "2", cwd=tmp_path, port=port
+        ) as supervisor,
+        clients_on_both_workers(f"ws://127.0.0.1:{port}/dev") as (clients, ids),
+    ):
+        count = len(clients)
+        for _ in range(8):  # new connections each: both workers answer some
+            status, body = scrape(port)
+            assert status == 200
+            metrics = samples(body)
+            assert metrics[("wsgate_open_connections", ())] == count
+            assert metrics[("wsgate_connects_total", (("status", "101"),))] == count
+            ok = ("wsgate_messages_in_total", (("outcome", "ok"), ("route", "whoAmI")))
+            assert metrics[ok] == count
+            assert metrics[("wsgate_messages_out_total", ())] == count
+            latency = ("wsgate_handler_duration_seconds_count", (("route", "whoAmI"),))
+            assert metrics[latency] == count
+            assert raw_request(port, "GET", "/health")[0] == 200
+
+        stopped = worker_pids(supervisor.pid)[1]
+        os.kill(stopped, signal.SIGSTOP)  # the other worker takes every new connection
+        try:
+            status, body = scrape(port)
+            assert status == 503 and b"did not answer" in body
+            assert raw_request(port, "GET", "/health")[0] == 503
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        assert scrape(port)[0] == 200

@@ -25,6 +25,7 @@ from wsgate import App
 from wsgate.aws.lambda_handler import LambdaAdapter
 from wsgate.importer import load_app
 from wsgate.store import open_store
+from wsgate.testing import TestGateway, WebSocket
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -98,10 +99,36 @@ def recv_json(ws: ClientConnection) -> Any:
 
 
 @contextmanager
+def connected(gateway: TestGateway, count: int) -> Iterator[list[WebSocket]]:
+    """`count` clients of `gateway` (their WebSockets), all closed when the block exits."""
+    clients = [gateway.connect() for _ in range(count)]
+    try:
+        yield [client.websocket for client in clients]
+    finally:
+        for client in clients:
+            client.close()
+
+
+@contextmanager
 def open_clients(server: Any, count: int, query: str = "") -> Iterator[list[ClientConnection]]:
     """`count` connected clients, all closed when the block exits."""
     with ExitStack() as stack:
         yield [stack.enter_context(ws_connect(server.url + query)) for _ in range(count)]
+
+
+@pytest.fixture
+def gateway_of(request: pytest.FixtureRequest) -> Callable[[App], TestGateway]:
+    """A TestGateway serving an example: socketless when the gateway calls the handlers
+    (what the app does is the point, not the network), on a port in Lambda mode (its sends
+    reach the gateway's @connections API over HTTP); stopped after the test."""
+    socketless = request.node.callspec.params.get("load_example") == "gateway"
+
+    def start(app: App) -> TestGateway:
+        gateway = TestGateway(app, socketless=socketless).start()
+        request.addfinalizer(gateway.stop)
+        return gateway
+
+    return start
 
 
 def _live_ids(server: Any) -> list[str]:
@@ -260,75 +287,82 @@ def subscribe(
 
 def test_topics_message_reaches_the_other_subscribers_only(
     load_example: Callable[[str], App],
+    gateway_of: Callable[[App], TestGateway],
 ) -> None:
     """A topic message goes to every other subscriber of that topic, not to the sender."""
     app = load_example("topics.py")
-    with run_gateway(app) as server:
-        with open_clients(server, 5) as clients:
-            publisher, sub_a, sub_b, other_topic, nobody = clients
-            subscribe(publisher, "news", [sub_a, sub_b], [other_topic, nobody])
-            subscribe(publisher, "sport", [other_topic], [sub_a, sub_b, nobody])
-            # The sender is itself a subscriber: it must not get its own message back.
-            subscribe(nobody, "news", [publisher], [sub_a, sub_b, other_topic])
-            data = {"headline": "wsgate ships", "n": 3, "tags": ["x"]}
-            publisher.send(_topic_frame("message", "news", data=data))
-            assert recv_json(sub_a) == {"topic": "news", "data": data}
-            assert recv_json(sub_b) == {"topic": "news", "data": data}
-            assert_silent(publisher, other_topic, nobody, sub_a, sub_b)
+    gateway = gateway_of(app)
+    with connected(gateway, 5) as clients:
+        publisher, sub_a, sub_b, other_topic, nobody = clients
+        subscribe(publisher, "news", [sub_a, sub_b], [other_topic, nobody])
+        subscribe(publisher, "sport", [other_topic], [sub_a, sub_b, nobody])
+        # The sender is itself a subscriber: it must not get its own message back.
+        subscribe(nobody, "news", [publisher], [sub_a, sub_b, other_topic])
+        data = {"headline": "wsgate ships", "n": 3, "tags": ["x"]}
+        publisher.send(_topic_frame("message", "news", data=data))
+        assert recv_json(sub_a) == {"topic": "news", "data": data}
+        assert recv_json(sub_b) == {"topic": "news", "data": data}
+        assert_silent(publisher, other_topic, nobody, sub_a, sub_b)
 
 
-def test_topics_frame_is_json_with_topic_and_data(load_example: Callable[[str], App]) -> None:
+def test_topics_frame_is_json_with_topic_and_data(
+    load_example: Callable[[str], App], gateway_of: Callable[[App], TestGateway]
+) -> None:
     """Subscribers receive {"topic": T, "data": X} as JSON text, for any JSON value X."""
     app = load_example("topics.py")
-    with run_gateway(app) as server:
-        with open_clients(server, 2) as clients:
-            publisher, sub = clients
-            subscribe(publisher, "t", [sub])
-            for data in ["text", 7, None, [1, "two"], {"nested": {"ok": True}}]:
-                publisher.send(_topic_frame("message", "t", data=data))
-                assert recv_json(sub) == {"topic": "t", "data": data}
-            publisher.send(_topic_frame("message", "t"))  # no data at all
-            assert recv_json(sub) == {"topic": "t", "data": None}
+    gateway = gateway_of(app)
+    with connected(gateway, 2) as clients:
+        publisher, sub = clients
+        subscribe(publisher, "t", [sub])
+        for data in ["text", 7, None, [1, "two"], {"nested": {"ok": True}}]:
+            publisher.send(_topic_frame("message", "t", data=data))
+            assert recv_json(sub) == {"topic": "t", "data": data}
+        publisher.send(_topic_frame("message", "t"))  # no data at all
+        assert recv_json(sub) == {"topic": "t", "data": None}
 
 
-def test_topics_nothing_arrives_after_unsubscribe(load_example: Callable[[str], App]) -> None:
+def test_topics_nothing_arrives_after_unsubscribe(
+    load_example: Callable[[str], App], gateway_of: Callable[[App], TestGateway]
+) -> None:
     """After unsubscribing from T a client receives nothing more from T; the others still do."""
     app = load_example("topics.py")
-    with run_gateway(app) as server:
-        with open_clients(server, 3) as clients:
-            publisher, leaving, staying = clients
-            subscribe(publisher, "room", [leaving, staying])
-            leaving.send(_topic_frame("unsubscribe", "room"))
-            # Unsubscribe sends no reply, and messages run concurrently (as on AWS): publish
-            # probes until one provably misses `leaving`, i.e. the unsubscribe took effect.
-            for attempt in range(20):
-                probe = {"topic": "room", "data": f"probe {attempt}"}
-                publisher.send(_topic_frame("message", "room", data=probe["data"]))
-                assert recv_json(staying) == probe
-                if not drain(leaving):
-                    break
-            else:
-                pytest.fail("the unsubscribe never took effect")
-            publisher.send(_topic_frame("message", "room", data="after"))
-            assert recv_json(staying) == {"topic": "room", "data": "after"}
-            assert_silent(leaving, publisher)
+    gateway = gateway_of(app)
+    with connected(gateway, 3) as clients:
+        publisher, leaving, staying = clients
+        subscribe(publisher, "room", [leaving, staying])
+        leaving.send(_topic_frame("unsubscribe", "room"))
+        # Unsubscribe sends no reply, and messages run concurrently (as on AWS): publish
+        # probes until one provably misses `leaving`, i.e. the unsubscribe took effect.
+        for attempt in range(20):
+            probe = {"topic": "room", "data": f"probe {attempt}"}
+            publisher.send(_topic_frame("message", "room", data=probe["data"]))
+            assert recv_json(staying) == probe
+            if not drain(leaving):
+                break
+        else:
+            pytest.fail("the unsubscribe never took effect")
+        publisher.send(_topic_frame("message", "room", data="after"))
+        assert recv_json(staying) == {"topic": "room", "data": "after"}
+        assert_silent(leaving, publisher)
 
 
-def test_topics_without_a_topic_get_an_error_frame(load_example: Callable[[str], App]) -> None:
+def test_topics_without_a_topic_get_an_error_frame(
+    load_example: Callable[[str], App], gateway_of: Callable[[App], TestGateway]
+) -> None:
     """subscribe/unsubscribe/message without a usable topic answer the sender with an error."""
     app = load_example("topics.py")
-    with run_gateway(app) as server:
-        with open_clients(server, 2) as (sender, other):
-            for type_ in ["subscribe", "unsubscribe", "message"]:
-                for topic in [None, "", 5, ["t"]]:
-                    body: dict[str, Any] = {"type": type_, "data": 1}
-                    if topic is not None:
-                        body["topic"] = topic
-                    sender.send(json.dumps(body))
-                    reply = recv_json(sender)
-                    assert isinstance(reply, dict), reply
-                    assert isinstance(reply.get("error"), str), (body, reply)
-            assert_silent(other, sender)
+    gateway = gateway_of(app)
+    with connected(gateway, 2) as (sender, other):
+        for type_ in ["subscribe", "unsubscribe", "message"]:
+            for topic in [None, "", 5, ["t"]]:
+                body: dict[str, Any] = {"type": type_, "data": 1}
+                if topic is not None:
+                    body["topic"] = topic
+                sender.send(json.dumps(body))
+                reply = recv_json(sender)
+                assert isinstance(reply, dict), reply
+                assert isinstance(reply.get("error"), str), (body, reply)
+        assert_silent(other, sender)
 
 
 @pytest.mark.parametrize(
@@ -336,11 +370,13 @@ def test_topics_without_a_topic_get_an_error_frame(load_example: Callable[[str],
     ["not json", json.dumps({"type": "dance"}), json.dumps({"action": "subscribe"}), "[1, 2]"],
 )
 def test_topics_unknown_frames_get_an_error_frame(
-    load_example: Callable[[str], App], message: str
+    load_example: Callable[[str], App],
+    gateway_of: Callable[[App], TestGateway],
+    message: str,
 ) -> None:
     """A frame with no known type gets an error frame naming the types the app understands."""
     app = load_example("topics.py")
-    with run_gateway(app) as server, ws_connect(server.url) as ws:
+    with connected(gateway_of(app), 1) as (ws,):
         ws.send(message)
         reply = recv_json(ws)
         assert "subscribe" in reply["error"] and "message" in reply["error"]
@@ -374,24 +410,27 @@ def test_direct_who_am_i_returns_the_bare_connection_id(
 
 def test_direct_send_message_delivers_bare_text_to_the_target_only(
     load_example: Callable[[str], App],
+    gateway_of: Callable[[App], TestGateway],
 ) -> None:
     """sendMessage delivers M, as the bare frame text, to connection ID and nobody else."""
     app = load_example("direct.py")
     messages = ["hello there", "  spaced \n text ", "ünïcödé ✓", '{"json": "as text"}']
-    with run_gateway(app) as server:
-        with open_clients(server, 3) as (sender, target, bystander):
-            target_id = who_am_i(target)
-            for message in messages:
-                body = {"action": "sendMessage", "connectionId": target_id, "message": message}
-                sender.send(json.dumps(body))
-                assert recv(target) == message
-            assert_silent(sender, bystander, target)
+    gateway = gateway_of(app)
+    with connected(gateway, 3) as (sender, target, bystander):
+        target_id = who_am_i(target)
+        for message in messages:
+            body = {"action": "sendMessage", "connectionId": target_id, "message": message}
+            sender.send(json.dumps(body))
+            assert recv(target) == message
+        assert_silent(sender, bystander, target)
 
 
-def test_direct_send_message_to_self(load_example: Callable[[str], App]) -> None:
+def test_direct_send_message_to_self(
+    load_example: Callable[[str], App], gateway_of: Callable[[App], TestGateway]
+) -> None:
     """A client can sendMessage to its own connection id and receives M."""
     app = load_example("direct.py")
-    with run_gateway(app) as server, ws_connect(server.url) as ws:
+    with connected(gateway_of(app), 1) as (ws,):
         me = who_am_i(ws)
         ws.send(json.dumps({"action": "sendMessage", "connectionId": me, "message": "note"}))
         assert recv(ws) == "note"
@@ -399,23 +438,23 @@ def test_direct_send_message_to_self(load_example: Callable[[str], App]) -> None
 
 @pytest.mark.parametrize("target", ["AAAAAAAAAAAAAAA=", "closed"], ids=["unknown", "closed"])
 def test_direct_send_to_unknown_id_returns_error_to_sender(
-    load_example: Callable[[str], App], target: str
+    load_example: Callable[[str], App],
+    gateway_of: Callable[[App], TestGateway],
+    target: str,
 ) -> None:
     """sendMessage to an id with no open connection answers the sender with a JSON error."""
     app = load_example("direct.py")
-    with run_gateway(app) as server:
-        with open_clients(server, 2) as clients:
-            sender, other = clients
-            if target == "closed":
-                with ws_connect(server.url) as leaver:
-                    target = who_am_i(leaver)
-                wait_until(lambda: target not in _live_ids(server), "the client to leave")
-            sender.send(
-                json.dumps({"action": "sendMessage", "connectionId": target, "message": "x"})
-            )
-            reply = recv_json(sender)
-            assert isinstance(reply, dict) and isinstance(reply.get("error"), str), reply
-            assert_silent(other)
+    gateway = gateway_of(app)
+    with connected(gateway, 2) as clients:
+        sender, other = clients
+        if target == "closed":
+            with connected(gateway, 1) as (leaver,):
+                target = who_am_i(leaver)
+            wait_until(lambda: target not in gateway.connection_ids(), "the client to leave")
+        sender.send(json.dumps({"action": "sendMessage", "connectionId": target, "message": "x"}))
+        reply = recv_json(sender)
+        assert isinstance(reply, dict) and isinstance(reply.get("error"), str), reply
+        assert_silent(other)
 
 
 @pytest.mark.parametrize(
@@ -424,11 +463,13 @@ def test_direct_send_to_unknown_id_returns_error_to_sender(
     ids=["no-id", "no-message"],
 )
 def test_direct_incomplete_send_message_returns_error(
-    load_example: Callable[[str], App], body: dict[str, Any]
+    load_example: Callable[[str], App],
+    gateway_of: Callable[[App], TestGateway],
+    body: dict[str, Any],
 ) -> None:
     """sendMessage without connectionId or message answers the sender with a JSON error."""
     app = load_example("direct.py")
-    with run_gateway(app) as server, ws_connect(server.url) as ws:
+    with connected(gateway_of(app), 1) as (ws,):
         ws.send(json.dumps(body))
         assert "error" in recv_json(ws)
 

@@ -23,6 +23,7 @@ from wsgate.core.limits import Limits
 from wsgate.exceptions import ConfigError
 from wsgate.server.modes import ServeConfig, configure_logging
 from wsgate.server.observability import ACCESS_KEYS, JsonFormatter, access
+from wsgate.server.peers import Peers
 from wsgate.testing import HandshakeRefused, TestGateway
 
 
@@ -307,3 +308,68 @@ def test_throttled_messages(capture: Callable[[str], Lines]) -> None:
         metrics = scrape(gateway.server.port)
     assert throttled["routeKey"] == "-" and throttled["connectionId"] == client.connection_id
     assert metrics[("wsgate_messages_in_total", (("outcome", "throttled"), ("route", "-")))] == 1
+
+
+def test_workers_metrics_add_up(tmp_path: Path) -> None:
+    """With workers, a scrape of any one answers for all: counts, open connections and
+    latency buckets added up per label set; /health serving while every worker serves."""
+    with (
+        TestGateway(observed_app(), peers=Peers(0, 2, tmp_path)) as first,
+        TestGateway(observed_app(), peers=Peers(1, 2, tmp_path)) as second,
+    ):
+        on_first = [first.connect(), first.connect()]
+        on_second = second.connect()
+        for client in (*on_first, on_second):
+            client.send({"action": "echo"})
+            recv(client.websocket)
+        on_second.send({"action": "boom"})
+        recv(on_second.websocket)
+        totals = [scrape(gateway.server.port) for gateway in (first, second)]
+        health = [raw_request(gateway.server.port, "GET", "/health") for gateway in (first, second)]
+
+    assert totals[0] == totals[1]
+    metrics = totals[0]
+    assert metrics[("wsgate_open_connections", ())] == 3
+    assert metrics[("wsgate_connects_total", (("status", "101"),))] == 3
+    in_ = "wsgate_messages_in_total"
+    assert metrics[(in_, (("outcome", "ok"), ("route", "echo")))] == 3
+    assert metrics[(in_, (("outcome", "error"), ("route", "boom")))] == 1
+    assert metrics[("wsgate_messages_out_total", ())] == 3
+    latency = "wsgate_handler_duration_seconds"
+    assert metrics[(f"{latency}_count", (("route", "echo"),))] == 3
+    assert metrics[(f"{latency}_bucket", (("le", "+Inf"), ("route", "echo")))] == 3
+    store = "wsgate_store_duration_seconds_count"
+    assert metrics[(store, (("operation", "add_connection"),))] == 3
+    for status, _, body in health:
+        assert (status, json.loads(body)) == (200, {"status": "serving"})
+
+
+def test_workers_metrics_while_one_drains_or_is_gone(tmp_path: Path) -> None:
+    """/health is 503 draining while another worker stops; once it is gone, /metrics and
+    /health are 503 (no partial sum: a counter that drops reads as a reset)."""
+    app = App()
+
+    @app.on_disconnect
+    async def disconnect(event: Any, context: Any) -> None:
+        await asyncio.sleep(1)
+
+    with TestGateway(app, peers=Peers(0, 2, tmp_path)) as first:
+        port = first.server.port
+        second = TestGateway(app, peers=Peers(1, 2, tmp_path)).start()
+        try:
+            second.connect()
+            assert raw_request(port, "GET", "/health")[0] == 200
+            stopping = threading.Thread(target=second.stop)
+            stopping.start()
+            deadline = time.monotonic() + TIMEOUT
+            while (answer := raw_request(port, "GET", "/health"))[0] == 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert (answer[0], json.loads(answer[2])) == (503, {"status": "draining"})
+            stopping.join(TIMEOUT)
+        finally:
+            second.stop()
+        status, _, body = raw_request(port, "GET", "/metrics")
+        assert status == 503 and b"worker 1 did not answer" in body
+        status, _, body = raw_request(port, "GET", "/health")
+        assert (status, json.loads(body)) == (503, {"status": "unresponsive", "workers": [1]})

@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 import time
+from bisect import bisect_left
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any
 
@@ -48,7 +49,7 @@ from wsgate.server.connection import CLOSE_TIMEOUT, GatewayBuffers, LiveConnecti
 from wsgate.server.delivery import Delivery, OtherNodes
 from wsgate.server.front import OpenConnection
 from wsgate.server.invoker import HandlerFailed, HandlerTimedOut, Invoker, handler_log
-from wsgate.server.observability import NO_ROUTE, Metrics, access
+from wsgate.server.observability import HANDLER_BUCKETS, NO_ROUTE, Metrics, access, worker_state
 from wsgate.server.signatures import AccessKeys, require_botocore
 from wsgate.store.base import Store
 
@@ -109,6 +110,8 @@ class Gateway:
         self.access_log = access_log
         #: What `/metrics` reports (server/observability.py).
         self.metrics = Metrics()
+        # The other workers' scrapes ask this one's counts (`/metrics` adds them up).
+        self.delivery.operations["metrics"] = functools.partial(worker_state, self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._binding: connection_api.Binding | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -261,7 +264,7 @@ class Gateway:
         connection stays open (docs/compatibility.md §8.2)."""
         info = conn.info
         conn.reply(error_frame(TOO_MANY_REQUESTS, info.connection_id, self.new_id()))
-        self.metrics.message(NO_ROUTE, "throttled", None)
+        self.metrics.throttled += 1
         if self.access_log:
             access(
                 "message",
@@ -288,6 +291,7 @@ class Gateway:
         try:
             if route_key is None:
                 outcome = "forbidden"
+                self.metrics.forbidden += 1
                 conn.reply(error_frame(FORBIDDEN, info.connection_id, request_id))
                 return
             route = self.app.routes[route_key]
@@ -307,9 +311,11 @@ class Gateway:
                 result = await self.invoker.invoke(route, event)
             except HandlerTimedOut:
                 outcome = "timeout"
+                self.metrics.routes[route_key].timeouts += 1
                 reply = error_frame(ENDPOINT_TIMED_OUT, info.connection_id, request_id)
             except HandlerFailed:
                 outcome = "error"
+                self.metrics.routes[route_key].errors += 1
                 reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
             else:
                 if route.return_response:
@@ -323,15 +329,19 @@ class Gateway:
                             exc,
                         )
                         outcome = "error"
+                        self.metrics.routes[route_key].errors += 1
                         reply = error_frame(INTERNAL_SERVER_ERROR, info.connection_id, request_id)
             if reply is not None:
                 conn.reply(reply)
         finally:
             conn.message_done()
             seconds = time.monotonic() - started
-            # Handler latency only where a handler ran; the log says how long it all took.
-            handler_seconds = None if route_key is None else seconds
-            self.metrics.message(route_key or NO_ROUTE, outcome, handler_seconds)
+            if route_key is not None:
+                # Recorded here, not by a call: a bucket and a sum on every message (errors
+                # and timeouts are counted where they happen; ok is the rest).
+                stats = self.metrics.routes[route_key]
+                stats.counts[bisect_left(HANDLER_BUCKETS, seconds)] += 1
+                stats.total += seconds
             if self.access_log:
                 access(
                     "message",

@@ -38,8 +38,16 @@ from wsgate.server.management import (
     parse_path,
     payload_too_large,
 )
-from wsgate.server.observability import METRICS_HINT, access, exposition
+from wsgate.server.observability import (
+    METRICS_HINT,
+    SCRAPE_TIMEOUT,
+    Scrape,
+    access,
+    exposition,
+    scrape,
+)
 from wsgate.server.pages import DEFAULT_PAGES, Page, Pages, find_page
+from wsgate.server.peers import Peers
 from wsgate.server.signatures import AccessKeys, SignatureRefused, verify
 
 
@@ -104,15 +112,28 @@ def _page_response(page: Page, refused: ManagementResponse | None) -> web.Respon
     return web.Response(body=page.body, headers={**page.headers, "Content-Type": page.content_type})
 
 
-def _health(gateway: Gateway) -> web.Response:
-    """200 while serving; 503 once stopping, so a load balancer sends no new clients."""
-    if gateway.stopping:
+def _health(state: Scrape) -> web.Response:
+    """200 while serving (every worker, with `--workers N`); 503 once one is stopping, so
+    a load balancer sends no new clients, or when one does not answer."""
+    if state.draining:
         return web.json_response({"status": "draining"}, status=503)
+    if state.unanswered:
+        return web.json_response(
+            {"status": "unresponsive", "workers": state.unanswered}, status=503
+        )
     return web.json_response({"status": "serving"})
 
 
-def _metrics(gateway: Gateway) -> web.Response:
-    body = exposition(gateway)
+def _metrics(state: Scrape) -> web.Response:
+    """The counts of every worker added up; 503 if one does not answer: a sum without it
+    would drop, which Prometheus reads as its counters reset."""
+    if state.unanswered:
+        workers = ", ".join(map(str, state.unanswered))
+        return web.Response(
+            status=503,
+            text=f"worker {workers} did not answer within {SCRAPE_TIMEOUT:g}s; no partial sums\n",
+        )
+    body = exposition(state.counts)
     if body is None:
         return web.Response(status=501, text=METRICS_HINT)
     return web.Response(body=body, content_type="text/plain", charset="utf-8")
@@ -131,6 +152,7 @@ def http_runner(
     bind_host: str | None = None,
     access_keys: AccessKeys | None = None,
     pages: Pages = DEFAULT_PAGES,
+    workers: Peers | None = None,
 ) -> web.AppRunner:
     """aiohttp serving every request that is not a WebSocket upgrade, on the sockets the
     front door hands over.
@@ -143,6 +165,9 @@ def http_runner(
     listens on) and of `allowed_hosts`, whoever the caller is; see `AllowedHosts`. With
     `access_keys`, every call must also be SigV4-signed by one of them, as boto3 signs it
     (403 `ForbiddenException` with API Gateway's message otherwise).
+
+    With `workers` (`wsgate serve --workers N`), `/metrics` and `/health` answer for every
+    worker, whichever one the request reached.
     """
     hosts = AllowedHosts(allowed_hosts, bind_host=bind_host)
     management = ManagementAPI(
@@ -205,7 +230,8 @@ def http_runner(
         if request.path in ("/metrics", "/health") and request.method == "GET":
             if (result := refusal(request)) is not None:
                 return web.Response(status=result.status, headers=result.headers, body=result.body)
-            return _health(gateway) if request.path == "/health" else _metrics(gateway)
+            state = await scrape(gateway, workers)
+            return _health(state) if request.path == "/health" else _metrics(state)
         is_upgrade = "websocket" in request.headers.get(hdrs.UPGRADE, "").lower()
         if request.method == "GET" and not is_upgrade:
             page = find_page(pages, request.path, gateway.stage)

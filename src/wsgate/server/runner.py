@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,11 +36,14 @@ log = logging.getLogger("wsgate.server")
 
 @dataclass(frozen=True, slots=True)
 class Server:
-    """A running gateway and where to reach it."""
+    """A running gateway and where to reach it (`port` 0: no socket, `serve(listen=False)`)."""
 
     gateway: Gateway
     host: str
     port: int
+    #: The protocol a new connection starts with, whatever carries it (the listening
+    #: socket's connections, or `server/socketless.py`'s in-memory ones).
+    front_door: Callable[[], FrontDoor]
 
     @property
     def url(self) -> str:
@@ -56,7 +59,7 @@ class Server:
     def _authority(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
         host = f"[{host}]" if ":" in host else host
-        return f"{host}:{self.port}"
+        return f"{host}:{self.port}" if self.port else host  # 0: no socket (listen=False)
 
 
 @contextlib.asynccontextmanager
@@ -98,6 +101,9 @@ async def serve(
     # Observability: one `wsgate.access` line per connect, message, disconnect and
     # management call (off by default, so an embedding program's log stays its own)
     access_log: bool = False,
+    # No socket at all: connections only come through `Server.front_door` (in memory,
+    # `wsgate.testing`'s socketless mode)
+    listen: bool = True,
 ) -> AsyncIterator[Server]:
     """Run `app` until the block exits; port 0 picks a free port (see `Server.port`).
 
@@ -131,6 +137,7 @@ async def serve(
         bind_host=host,
         access_keys=keys,
         pages=pages,
+        workers=peers,
     )
     listener: Listener | None = None
     try:
@@ -145,13 +152,16 @@ async def serve(
                 paths, gateway.open_connection, http_protocol, gateway.connection_tasks, loop
             )
 
+        if not listen:
+            yield Server(gateway, host, 0, front_door)
+            return
         try:
             listening = sock if sock is not None else listening_socket(host, port, backlog)
             listener = Listener(loop, front_door, listening, backlog)
             await listener.start()
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        yield Server(gateway, host, listener.port)
+        yield Server(gateway, host, listener.port, front_door)
     finally:
         if listener is not None:
             listener.close()

@@ -15,6 +15,12 @@ def hand_over(
     """Make `protocol` the transport's protocol, as if it had read `received` itself."""
     transport.set_protocol(protocol)
     protocol.connection_made(transport)
+    feed(protocol, received)
+    transport.resume_reading()
+
+
+def feed(protocol: asyncio.BaseProtocol, received: bytes) -> None:
+    """Give `protocol` bytes as its transport would, whichever kind of protocol it is."""
     if isinstance(protocol, asyncio.BufferedProtocol):
         view = memoryview(received)
         while view:
@@ -26,7 +32,6 @@ def hand_over(
     elif received:
         assert isinstance(protocol, asyncio.Protocol)
         protocol.data_received(received)
-    transport.resume_reading()
 
 
 def write_response(
