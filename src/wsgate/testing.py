@@ -36,7 +36,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from wsgate.app import App
 from wsgate.exceptions import WsgateError
@@ -253,7 +253,8 @@ class TestGateway:
             stage=self.server.gateway.stage,
             max_message_bytes=self.server.gateway.limits.max_message_bytes,
         )
-        return self._call(lambda: api.handle(method, parsed, body))
+        query = dict(parse_qsl(urlsplit(path).query))  # ?limit=N&nextToken=T
+        return self._call(lambda: api.handle(method, parsed, body, query))
 
     # -- what the gateway holds --------------------------------------------------------
 

@@ -157,6 +157,10 @@ def test_management_call_in_process(socketless: bool) -> None:
         assert client.receive() == "posted"
         info = gateway.management_call("GET", path)
         assert json.loads(info.body)["identity"]["sourceIp"] == "127.0.0.1"
+        other = gateway.connect(query={"token": "ok"})
+        page = json.loads(gateway.management_call("GET", "/@connections?limit=1").body)
+        assert page["count"] == 2 and len(page["connections"]) == 1 and "nextToken" in page
+        other.close()
         assert gateway.management_call("DELETE", path).status == 204
         assert client.wait_closed()[0] == 1000
         assert gateway.management_call("POST", path, b"late").status == 410
