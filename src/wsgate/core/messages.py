@@ -8,6 +8,11 @@ Lambda receives it), frames out of order with 1002, a message in more frames tha
 limit with 1009 (empty continuations cost no bytes, but a part each). The transport owns
 the per-frame limit; this owns everything that spans frames.
 
+A compressed message (permessage-deflate: its first frame has RSV1) is held as it came,
+counted in wire bytes, and inflated once complete; the size limit then applies to the
+inflated message, checked while inflating (docs/compatibility.md §5.3). Data that does
+not inflate closes with 1002.
+
 A complete text message in one frame, nearly every message, never comes here: the
 connection decodes it directly (the hot path). Everything else does.
 """
@@ -15,6 +20,7 @@ connection decodes it directly (the hot path). Everything else does.
 from __future__ import annotations
 
 import base64
+import zlib
 from dataclasses import dataclass
 
 from wsgate.core.close import (
@@ -25,6 +31,7 @@ from wsgate.core.close import (
     TOO_MANY_FRAGMENTS,
     Close,
 )
+from wsgate.core.compression import MessageDeflate
 
 #: RFC 6455 opcodes of the data frames.
 CONTINUATION = 0x0
@@ -45,6 +52,8 @@ class MessageAssembler:
 
     __slots__ = (
         "_binary_base64",
+        "_compressed",
+        "_deflate",
         "_kind",
         "_max_fragments",
         "_max_message_bytes",
@@ -52,8 +61,18 @@ class MessageAssembler:
         "_size",
     )
 
-    def __init__(self, max_message_bytes: int, *, max_fragments: int, binary_base64: bool) -> None:
+    def __init__(
+        self,
+        max_message_bytes: int,
+        *,
+        max_fragments: int,
+        binary_base64: bool,
+        deflate: MessageDeflate | None = None,
+    ) -> None:
         self._max_message_bytes = max_message_bytes
+        #: The connection's permessage-deflate codec, if it negotiated the extension.
+        self._deflate = deflate
+        self._compressed = False
         self._max_fragments = max_fragments
         self._binary_base64 = binary_base64
         self._parts: list[bytes] | None = None
@@ -71,14 +90,22 @@ class MessageAssembler:
         return self._size if self._parts is not None else 0
 
     # `fin: int`: picows gives 0 or 1, which the compiled build would not take for a bool.
-    def frame(self, opcode: int, fin: int, payload: bytes) -> Message | Close | None:
-        """Take one data frame: a message once complete, a close on a broken rule, else None."""
+    def frame(
+        self, opcode: int, fin: int, payload: bytes, compressed: bool = False
+    ) -> Message | Close | None:
+        """Take one data frame: a message once complete, a close on a broken rule, else None.
+        `compressed`: the frame has RSV1 (the caller checked that the extension was
+        negotiated); only a message's first frame may."""
         if opcode != CONTINUATION:
             if self._parts is not None:
                 return PROTOCOL_ERROR  # a new message inside another
             self._parts = []
             self._kind = opcode
             self._size = 0
+            self._compressed = compressed
+        elif compressed:
+            self._parts = None
+            return PROTOCOL_ERROR  # RSV1 is the first frame's alone
         elif self._parts is None:
             return PROTOCOL_ERROR  # a continuation without a first frame
         self._size += len(payload)
@@ -93,6 +120,18 @@ class MessageAssembler:
             return None
         data = b"".join(self._parts)
         self._parts = None
+        if self._compressed:
+            return self._inflated(data)
+        return self._message(data)
+
+    def _inflated(self, payload: bytes) -> Message | Close:
+        assert self._deflate is not None, "RSV1 without the extension is the caller's 1002"
+        try:
+            data = self._deflate.decompress(payload, self._max_message_bytes)
+        except zlib.error:
+            return PROTOCOL_ERROR
+        if data is None:
+            return MESSAGE_TOO_BIG
         return self._message(data)
 
     def _message(self, data: bytes) -> Message | Close:

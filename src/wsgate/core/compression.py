@@ -1,0 +1,223 @@
+"""permessage-deflate (RFC 7692): which offer the gateway accepts, and the codec it runs.
+
+Pure: header values in, parameters and a response header out; the codec is zlib over
+bytes, no I/O. API Gateway accepts permessage-deflate when the client offers it, and
+every browser does (docs/compatibility.md §5.3).
+
+Theory of operation. A client offers one or more configurations in
+`Sec-WebSocket-Extensions`, best first. The gateway takes the first permessage-deflate
+offer it can honour and answers it; an offer that breaks the RFC's rules (a parameter
+the RFC does not define, a bad value, a parameter twice, a syntax error) is declined,
+and the next one is tried. Nothing acceptable: no extension, the connection goes on
+uncompressed. An offer is never a reason to refuse the handshake.
+
+What the gateway asks for itself: a 4 KB window (12 bits) both ways, and deflate's
+`memLevel` 5, as the websockets library does. A connection that compresses then holds
+about 32 KB for its compressor and 11 KB for its decompressor instead of 256 + 40 KB,
+and JSON messages of a few KB compress as well with either window. The client's window
+can only be capped when the client offers `client_max_window_bits`; otherwise its
+messages are inflated with the full 32 KB window.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+#: The extension's registered name.
+PERMESSAGE_DEFLATE = "permessage-deflate"
+
+#: The largest window the gateway compresses with, and asks clients to compress with.
+SERVER_WINDOW_BITS = 12
+CLIENT_WINDOW_BITS = 12
+
+#: deflate's memory level for the gateway's compressors (zlib's default is 8).
+MEM_LEVEL = 5
+
+#: Every compressed message ends with this empty stored block, which the sender removes
+#: and the receiver puts back (RFC 7692 section 7.2.1).
+_SYNC_TAIL = b"\x00\x00\xff\xff"
+
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_PARAM = re.compile(rf'({_TOKEN})(?:\s*=\s*(?:({_TOKEN})|"((?:[^"\\]|\\.)*)"))?')
+_WINDOW_BITS = re.compile(r"[89]|1[0-5]")  # 8-15, decimal, no leading zero
+
+Params = tuple[tuple[str, str | None], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeflateParameters:
+    """What the gateway agreed to, as its response header says it.
+
+    `server_max_window_bits` / `client_max_window_bits`: None when the response does not
+    name them (the server still compresses with at most `SERVER_WINDOW_BITS`; the
+    client may use the full 15).
+    """
+
+    server_no_context_takeover: bool = False
+    client_no_context_takeover: bool = False
+    server_max_window_bits: int | None = None
+    client_max_window_bits: int | None = None
+
+    @property
+    def header(self) -> str:
+        """The `Sec-WebSocket-Extensions` value of the 101 response."""
+        parts = [PERMESSAGE_DEFLATE]
+        if self.server_no_context_takeover:
+            parts.append("server_no_context_takeover")
+        if self.client_no_context_takeover:
+            parts.append("client_no_context_takeover")
+        if self.server_max_window_bits is not None:
+            parts.append(f"server_max_window_bits={self.server_max_window_bits}")
+        if self.client_max_window_bits is not None:
+            parts.append(f"client_max_window_bits={self.client_max_window_bits}")
+        return "; ".join(parts)
+
+    @property
+    def compress_window_bits(self) -> int:
+        return min(self.server_max_window_bits or 15, SERVER_WINDOW_BITS)
+
+    @property
+    def inflate_window_bits(self) -> int:
+        return self.client_max_window_bits or 15
+
+
+def parse_extensions(values: Iterable[str]) -> list[tuple[str, Params] | None]:
+    """Every offer in the `Sec-WebSocket-Extensions` header values, in order: its name
+    (lower-cased) and parameters (quoted values unquoted), or None where an offer is not
+    well-formed (RFC 6455 section 9.1). Empty list elements are skipped."""
+    return [
+        _offer(element) for value in values for element in _split(value, ",") if element.strip()
+    ]
+
+
+def _offer(element: str) -> tuple[str, Params] | None:
+    """One list element: `name; param; param=value; param="value"`, or None."""
+    name, *raw_params = (part.strip() for part in _split(element, ";"))
+    if re.fullmatch(_TOKEN, name) is None:
+        return None
+    params: list[tuple[str, str | None]] = []
+    for raw in raw_params:
+        match = _PARAM.fullmatch(raw)
+        if match is None:
+            return None
+        token, plain, quoted = match.groups()
+        params.append((token.lower(), plain if quoted is None else re.sub(r"\\(.)", r"\1", quoted)))
+    return name.lower(), tuple(params)
+
+
+def negotiate(values: Iterable[str]) -> DeflateParameters | None:
+    """The first permessage-deflate offer in `values` the gateway accepts, as agreed
+    (its `header` is the answer), or None: no extension."""
+    for offer in parse_extensions(values):
+        if offer is not None and offer[0] == PERMESSAGE_DEFLATE:
+            accepted = _accept(offer[1])
+            if accepted is not None:
+                return accepted
+    return None
+
+
+def _accept(params: Params) -> DeflateParameters | None:
+    """The answer to one offer, or None to decline it (RFC 7692 sections 5.1 and 7.1)."""
+    names = [name for name, _ in params]
+    if len(set(names)) != len(names):
+        return None  # a parameter twice
+    server_no_context = client_no_context = False
+    server_bits: int | None = None
+    client_bits: int | None = None
+    for name, value in params:
+        if name in ("server_no_context_takeover", "client_no_context_takeover"):
+            if value is not None:
+                return None
+            if name == "server_no_context_takeover":
+                server_no_context = True
+            else:
+                client_no_context = True
+        elif name == "server_max_window_bits":
+            if value is None or _WINDOW_BITS.fullmatch(value) is None:
+                return None
+            server_bits = int(value)
+            if server_bits == 8:
+                # zlib's raw deflate has no 256-byte window: decline what cannot be honoured.
+                return None
+        elif name == "client_max_window_bits":
+            if value is None:
+                client_bits = CLIENT_WINDOW_BITS  # "any value you like": ours
+            elif _WINDOW_BITS.fullmatch(value) is None:
+                return None
+            else:
+                client_bits = min(int(value), CLIENT_WINDOW_BITS)
+        else:
+            return None  # not a parameter of this extension
+    return DeflateParameters(
+        server_no_context_takeover=server_no_context,
+        client_no_context_takeover=client_no_context,
+        server_max_window_bits=None
+        if server_bits is None
+        else min(server_bits, SERVER_WINDOW_BITS),
+        client_max_window_bits=client_bits,
+    )
+
+
+def _split(text: str, separator: str) -> list[str]:
+    """`text` split at `separator`s outside quoted strings."""
+    parts: list[str] = []
+    start = 0
+    quoted = escaped = False
+    for index, char in enumerate(text):
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append(text[start:index])
+            start = index + 1
+    parts.append(text[start:])
+    return parts
+
+
+class MessageDeflate:
+    """One connection's compressor and decompressor, for the parameters agreed.
+
+    Both are made on first use: a connection that never sends or receives a compressed
+    message holds no zlib state. Without context takeover on a side, that side's
+    state is dropped after each message (the memory the parameter exists to save).
+    """
+
+    __slots__ = ("_compressor", "_decompressor", "parameters")
+
+    def __init__(self, parameters: DeflateParameters) -> None:
+        self.parameters = parameters
+        self._compressor: zlib._Compress | None = None
+        self._decompressor: zlib._Decompress | None = None
+
+    def compress(self, data: bytes) -> bytes:
+        """One message's payload, compressed, without its final `00 00 ff ff`."""
+        compressor = self._compressor
+        if compressor is None:
+            compressor = zlib.compressobj(
+                wbits=-self.parameters.compress_window_bits, memLevel=MEM_LEVEL
+            )
+            if not self.parameters.server_no_context_takeover:
+                self._compressor = compressor
+        payload = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        return payload[:-4]  # a sync flush always ends with the empty stored block
+
+    def decompress(self, payload: bytes, max_bytes: int) -> bytes | None:
+        """One message's payload inflated, or None when it inflates past `max_bytes`:
+        zlib stops there, so a small message that inflates to gigabytes never does.
+        Raises zlib.error for data that is not deflate."""
+        decompressor = self._decompressor
+        if decompressor is None:
+            decompressor = zlib.decompressobj(wbits=-self.parameters.inflate_window_bits)
+            if not self.parameters.client_no_context_takeover:
+                self._decompressor = decompressor
+        data = decompressor.decompress(payload + _SYNC_TAIL, max_bytes + 1)
+        if len(data) > max_bytes:
+            self._decompressor = None  # mid-message: the connection closes anyway
+            return None
+        return data
