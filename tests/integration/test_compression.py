@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosedError
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
 from tests.conftest import TIMEOUT, management_client, recv, run_gateway, ws_connect
@@ -90,19 +91,36 @@ def text_of(size: int, seed: str = "") -> str:
 
 
 def test_the_websockets_client_negotiates_it_and_every_size_round_trips() -> None:
-    """Its default offer is accepted; small and big messages (up to the 128 KB message
-    limit, in one frame under the 32 KB frame limit once compressed) come back whole."""
+    """Its default offer is accepted; messages up to the 32 KB frame limit in one frame,
+    and up to the 128 KB message limit in fragments, come back whole."""
     echo = Echo()
     with gateway(echo) as server, ws_connect(server.url) as ws:
         assert ws.response is not None
         assert ws.response.headers["Sec-WebSocket-Extensions"] == (
-            "permessage-deflate; client_max_window_bits=12"
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
         )
-        for size in (5, 1023, 1024, 9000, 120_000):
+        for size in (5, 1023, 1024, 9000, 32 * 1024):
             text = text_of(size, "ws")
             ws.send(text)
             assert recv(ws) == text
             assert echo.body() == text
+        text = text_of(128 * 1024, "fragments")
+        ws.send(iter([text[n : n + 32 * 1024] for n in range(0, len(text), 32 * 1024)]))
+        assert recv(ws) == text
+
+
+def test_the_frame_limit_applies_to_what_a_frame_inflates_to() -> None:
+    """As on a connection without compression: a 33 KB message in one frame is refused
+    with 1009, though it travels in far fewer bytes, so what passes here passes a
+    gateway that counts uncompressed frames."""
+    echo = Echo()
+    with gateway(echo) as server, ws_connect(server.url) as ws:
+        ws.send("x" * (32 * 1024 + 1))
+        with pytest.raises(ConnectionClosedError) as closed:
+            recv(ws)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        assert echo.disconnect_code() == 1009
+        assert echo.no_message()
 
 
 def test_a_browser_offer_gets_compressed_frames_back_from_1_kb() -> None:
@@ -110,10 +128,12 @@ def test_a_browser_offer_gets_compressed_frames_back_from_1_kb() -> None:
     1 KB or more comes back with RSV1 and inflates; a shorter one comes back plain."""
     echo = Echo()
     with gateway(echo) as server, RawClient.connect(server.url, extensions=CHROME_OFFER) as client:
-        assert client.extensions == "permessage-deflate; client_max_window_bits=12"
+        assert client.extensions == (
+            "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+        )
         compressor = zlib.compressobj(wbits=-12)
         decompressor = zlib.decompressobj(wbits=-15)
-        for size in (100, 1024, 5000, 20_000, 5000):  # the repeat exercises the contexts
+        for size in (100, 1024, 5000, 30_000, 5000):  # the repeat exercises the contexts
             text = text_of(size, "chrome")
             client.send(TEXT, deflated(text.encode(), compressor), rsv=RSV1)
             assert echo.body() == text
@@ -153,7 +173,7 @@ def test_no_context_takeover_both_ways() -> None:
     offer = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
     echo = Echo()
     with gateway(echo) as server, RawClient.connect(server.url, extensions=offer) as client:
-        assert client.extensions == offer
+        assert client.extensions == f"{offer}; server_max_window_bits=12"
         text = text_of(4000, "alone")
         for _ in range(3):
             client.send(TEXT, deflated(text.encode(), zlib.compressobj(wbits=-15)), rsv=RSV1)
@@ -278,6 +298,6 @@ def test_post_to_connection_reaches_a_compressed_client() -> None:
         ws.send("whoami")
         assert recv(ws) == "whoami"
         connection_id = next(iter(server.gateway.live))
-        data = text_of(50_000, "management").encode()
+        data = text_of(120_000, "management").encode()
         management_client(server).post_to_connection(ConnectionId=connection_id, Data=data)
         assert recv(ws) == data.decode()

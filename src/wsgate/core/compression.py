@@ -12,11 +12,13 @@ and the next one is tried. Nothing acceptable: no extension, the connection goes
 uncompressed. An offer is never a reason to refuse the handshake.
 
 What the gateway asks for itself: a 4 KB window (12 bits) both ways, and deflate's
-`memLevel` 5, as the websockets library does. A connection that compresses then holds
+`memLevel` 5, as the websockets library does. API Gateway answers
+`server_max_window_bits=12` too, offered or not; it leaves the client's window alone,
+where the gateway caps it whenever the client lets it (`client_max_window_bits` in the
+offer, as Chrome, Safari and websockets send). A connection that compresses then holds
 about 32 KB for its compressor and 11 KB for its decompressor instead of 256 + 40 KB,
-and JSON messages of a few KB compress as well with either window. The client's window
-can only be capped when the client offers `client_max_window_bits`; otherwise its
-messages are inflated with the full 32 KB window.
+and JSON messages of a few KB compress as well with either window. A client that does
+not offer `client_max_window_bits` (Firefox) is inflated with the full 32 KB window.
 """
 
 from __future__ import annotations
@@ -51,14 +53,13 @@ Params = tuple[tuple[str, str | None], ...]
 class DeflateParameters:
     """What the gateway agreed to, as its response header says it.
 
-    `server_max_window_bits` / `client_max_window_bits`: None when the response does not
-    name them (the server still compresses with at most `SERVER_WINDOW_BITS`; the
-    client may use the full 15).
+    `client_max_window_bits`: None when the response does not name it (the client may
+    use the full 15 bits).
     """
 
     server_no_context_takeover: bool = False
     client_no_context_takeover: bool = False
-    server_max_window_bits: int | None = None
+    server_max_window_bits: int = SERVER_WINDOW_BITS
     client_max_window_bits: int | None = None
 
     @property
@@ -69,15 +70,10 @@ class DeflateParameters:
             parts.append("server_no_context_takeover")
         if self.client_no_context_takeover:
             parts.append("client_no_context_takeover")
-        if self.server_max_window_bits is not None:
-            parts.append(f"server_max_window_bits={self.server_max_window_bits}")
+        parts.append(f"server_max_window_bits={self.server_max_window_bits}")
         if self.client_max_window_bits is not None:
             parts.append(f"client_max_window_bits={self.client_max_window_bits}")
         return "; ".join(parts)
-
-    @property
-    def compress_window_bits(self) -> int:
-        return min(self.server_max_window_bits or 15, SERVER_WINDOW_BITS)
 
     @property
     def inflate_window_bits(self) -> int:
@@ -154,9 +150,7 @@ def _accept(params: Params) -> DeflateParameters | None:
     return DeflateParameters(
         server_no_context_takeover=server_no_context,
         client_no_context_takeover=client_no_context,
-        server_max_window_bits=None
-        if server_bits is None
-        else min(server_bits, SERVER_WINDOW_BITS),
+        server_max_window_bits=min(server_bits or SERVER_WINDOW_BITS, SERVER_WINDOW_BITS),
         client_max_window_bits=client_bits,
     )
 
@@ -200,23 +194,23 @@ class MessageDeflate:
         compressor = self._compressor
         if compressor is None:
             compressor = zlib.compressobj(
-                wbits=-self.parameters.compress_window_bits, memLevel=MEM_LEVEL
+                wbits=-self.parameters.server_max_window_bits, memLevel=MEM_LEVEL
             )
             if not self.parameters.server_no_context_takeover:
                 self._compressor = compressor
         payload = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
         return payload[:-4]  # a sync flush always ends with the empty stored block
 
-    def decompress(self, payload: bytes, max_bytes: int) -> bytes | None:
-        """One message's payload inflated, or None when it inflates past `max_bytes`:
-        zlib stops there, so a small message that inflates to gigabytes never does.
-        Raises zlib.error for data that is not deflate."""
+    def decompress(self, payload: bytes, max_bytes: int, *, final: bool = True) -> bytes | None:
+        """A frame's payload inflated (`final`: the message's last frame), or None when it
+        inflates past `max_bytes`: zlib stops there, so a small frame that would inflate
+        to gigabytes never does. Raises zlib.error for data that is not deflate."""
         decompressor = self._decompressor
         if decompressor is None:
             decompressor = zlib.decompressobj(wbits=-self.parameters.inflate_window_bits)
-            if not self.parameters.client_no_context_takeover:
-                self._decompressor = decompressor
-        data = decompressor.decompress(payload + _SYNC_TAIL, max_bytes + 1)
+        keep = not (final and self.parameters.client_no_context_takeover)
+        self._decompressor = decompressor if keep else None
+        data = decompressor.decompress(payload + _SYNC_TAIL if final else payload, max_bytes + 1)
         if len(data) > max_bytes:
             self._decompressor = None  # mid-message: the connection closes anyway
             return None

@@ -8,10 +8,11 @@ Lambda receives it), frames out of order with 1002, a message in more frames tha
 limit with 1009 (empty continuations cost no bytes, but a part each). The transport owns
 the per-frame limit; this owns everything that spans frames.
 
-A compressed message (permessage-deflate: its first frame has RSV1) is held as it came,
-counted in wire bytes, and inflated once complete; the size limit then applies to the
-inflated message, checked while inflating (docs/compatibility.md §5.3). Data that does
-not inflate closes with 1002.
+A compressed message (permessage-deflate: its first frame has RSV1) is inflated frame
+by frame as it comes, and held to the limits as if it had come uncompressed: each
+frame's inflated size within the frame limit, the message's within the message limit,
+checked while inflating, so a zip bomb stops there (docs/compatibility.md §5.3). Data
+that does not inflate closes with 1002.
 
 A complete text message in one frame, nearly every message, never comes here: the
 connection decodes it directly (the hot path). Everything else does.
@@ -56,6 +57,7 @@ class MessageAssembler:
         "_deflate",
         "_kind",
         "_max_fragments",
+        "_max_frame_bytes",
         "_max_message_bytes",
         "_parts",
         "_size",
@@ -68,10 +70,14 @@ class MessageAssembler:
         max_fragments: int,
         binary_base64: bool,
         deflate: MessageDeflate | None = None,
+        max_frame_bytes: int | None = None,
     ) -> None:
         self._max_message_bytes = max_message_bytes
-        #: The connection's permessage-deflate codec, if it negotiated the extension.
+        #: The connection's permessage-deflate codec, if it negotiated the extension, and
+        #: how much one compressed frame may inflate to (the transport checked the
+        #: frames' wire size; None: the message limit alone).
         self._deflate = deflate
+        self._max_frame_bytes = max_frame_bytes or max_message_bytes
         self._compressed = False
         self._max_fragments = max_fragments
         self._binary_base64 = binary_base64
@@ -108,6 +114,12 @@ class MessageAssembler:
             return PROTOCOL_ERROR  # RSV1 is the first frame's alone
         elif self._parts is None:
             return PROTOCOL_ERROR  # a continuation without a first frame
+        if self._compressed:
+            inflated = self._inflate(payload, fin)
+            if isinstance(inflated, Close):
+                self._parts = None
+                return inflated
+            payload = inflated
         self._size += len(payload)
         if self._size > self._max_message_bytes:
             self._parts = None
@@ -120,19 +132,16 @@ class MessageAssembler:
             return None
         data = b"".join(self._parts)
         self._parts = None
-        if self._compressed:
-            return self._inflated(data)
         return self._message(data)
 
-    def _inflated(self, payload: bytes) -> Message | Close:
+    def _inflate(self, payload: bytes, fin: int) -> bytes | Close:
         assert self._deflate is not None, "RSV1 without the extension is the caller's 1002"
+        room = min(self._max_frame_bytes, self._max_message_bytes - self._size)
         try:
-            data = self._deflate.decompress(payload, self._max_message_bytes)
+            data = self._deflate.decompress(payload, room, final=bool(fin))
         except zlib.error:
             return PROTOCOL_ERROR
-        if data is None:
-            return MESSAGE_TOO_BIG
-        return self._message(data)
+        return MESSAGE_TOO_BIG if data is None else data
 
     def _message(self, data: bytes) -> Message | Close:
         if self._kind == TEXT:

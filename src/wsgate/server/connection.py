@@ -191,6 +191,9 @@ class LiveConnection(WSListener):
                 max_fragments=self.limits.max_message_fragments,
                 binary_base64=self.gateway.app.binary == "base64",
                 deflate=self.deflate,
+                # A compressed frame inflates within the frame limit, as if it had come
+                # uncompressed (picows checked its size on the wire).
+                max_frame_bytes=self.limits.max_frame_bytes,
             )
         payload = frame.get_payload_as_bytes()
         buffers = self.buffers

@@ -25,6 +25,9 @@ SAFARI = "permessage-deflate; client_max_window_bits"  # WebKit's handshake stri
 WEBSOCKETS = "permessage-deflate; client_max_window_bits"  # python-websockets' client
 
 
+FIREFOX_ANSWER = "permessage-deflate; server_max_window_bits=12"
+
+
 def answer(*values: str) -> str | None:
     agreed = negotiate(values)
     return None if agreed is None else agreed.header
@@ -32,17 +35,20 @@ def answer(*values: str) -> str | None:
 
 @pytest.mark.parametrize("offer", [CHROME, SAFARI, WEBSOCKETS])
 def test_an_offer_of_any_client_window_gets_the_gateway_s(offer: str) -> None:
-    """Chrome, Safari and websockets let the server pick the client's window: 12 bits."""
-    assert answer(offer) == f"permessage-deflate; client_max_window_bits={CLIENT_WINDOW_BITS}"
+    """Chrome, Safari and websockets let the server pick the client's window: 12 bits;
+    the server's own is 12 bits too, said whether asked or not (as API Gateway does)."""
+    assert answer(offer) == (
+        f"permessage-deflate; server_max_window_bits={SERVER_WINDOW_BITS}; "
+        f"client_max_window_bits={CLIENT_WINDOW_BITS}"
+    )
     agreed = negotiate([offer])
     assert agreed is not None
     assert agreed.inflate_window_bits == CLIENT_WINDOW_BITS
-    assert agreed.compress_window_bits == SERVER_WINDOW_BITS
 
 
 def test_firefox_s_bare_offer_is_answered_bare() -> None:
     """Without client_max_window_bits the answer may not name it: the client keeps 15."""
-    assert answer(FIREFOX) == "permessage-deflate"
+    assert answer(FIREFOX) == FIREFOX_ANSWER
     agreed = negotiate([FIREFOX])
     assert agreed is not None and agreed.inflate_window_bits == 15
 
@@ -55,7 +61,8 @@ def test_no_offer_no_extension() -> None:
 
 def test_no_context_takeover_both_ways_is_honoured() -> None:
     assert answer("permessage-deflate; server_no_context_takeover; client_no_context_takeover") == (
-        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+        "server_max_window_bits=12"
     )
 
 
@@ -69,7 +76,7 @@ def test_window_bits_with_values_are_answered_at_most_the_gateway_s() -> None:
 
 def test_quoted_values_are_unquoted() -> None:
     assert answer('permessage-deflate; client_max_window_bits="10"') == (
-        "permessage-deflate; client_max_window_bits=10"
+        "permessage-deflate; server_max_window_bits=12; client_max_window_bits=10"
     )
 
 
@@ -79,12 +86,14 @@ def test_the_first_acceptable_offer_wins() -> None:
         "permessage-deflate; server_max_window_bits=8, "  # zlib cannot: declined
         "permessage-deflate; client_max_window_bits=10, permessage-deflate"
     )
-    assert answer(offers) == "permessage-deflate; client_max_window_bits=10"
+    assert answer(offers) == (
+        "permessage-deflate; server_max_window_bits=12; client_max_window_bits=10"
+    )
 
 
 def test_offers_over_several_headers_are_one_list() -> None:
     assert answer("x-foo; bar=1", "permessage-deflate; server_no_context_takeover") == (
-        "permessage-deflate; server_no_context_takeover"
+        "permessage-deflate; server_no_context_takeover; server_max_window_bits=12"
     )
 
 
@@ -110,7 +119,7 @@ def test_an_invalid_offer_is_declined_not_refused(offer: str) -> None:
     """RFC 7692 section 5.1: decline it; the next offer still counts."""
     assert answer(offer) is None
     if '"' not in offer:  # an open quote runs to the end of the header
-        assert answer(f"{offer}, permessage-deflate") == "permessage-deflate"
+        assert answer(f"{offer}, permessage-deflate") == FIREFOX_ANSWER
 
 
 def test_parse_keeps_order_and_marks_malformed_offers() -> None:
@@ -184,6 +193,28 @@ def test_the_assembler_inflates_a_compressed_message_in_fragments() -> None:
     assembler = _assembler()
     assert assembler.frame(TEXT, 0, payload[:10], True) is None
     assert assembler.frame(0, 1, payload[10:]) == Message("héllo " * 100, False)
+
+
+def test_a_compressed_frame_inflates_within_the_frame_limit() -> None:
+    """As if it had come uncompressed: a frame of 600 inflated bytes is over a 599-byte
+    frame limit, though the message limit allows it in two frames."""
+
+    def assembler() -> MessageAssembler:
+        return MessageAssembler(
+            1000,
+            max_fragments=8,
+            binary_base64=False,
+            deflate=MessageDeflate(DeflateParameters()),
+            max_frame_bytes=599,
+        )
+
+    assert assembler().frame(TEXT, 1, _compressed(b"x" * 600), True) is MESSAGE_TOO_BIG
+    stream = zlib.compressobj(wbits=-15)
+    first = stream.compress(b"x" * 500) + stream.flush(zlib.Z_SYNC_FLUSH)
+    second = (stream.compress(b"y" * 500) + stream.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    two_frames = assembler()
+    assert two_frames.frame(TEXT, 0, first, True) is None
+    assert two_frames.frame(0, 1, second) == Message("x" * 500 + "y" * 500, False)
 
 
 def test_the_message_limit_is_on_the_inflated_size() -> None:
