@@ -2,7 +2,7 @@
 
 Pure: header values in, parameters and a response header out; the codec is zlib over
 bytes, no I/O. API Gateway accepts permessage-deflate when the client offers it, and
-every browser does (docs/compatibility.md §5.3).
+every browser does (docs/compatibility.md §10.8).
 
 Theory of operation. A client offers one or more configurations in
 `Sec-WebSocket-Extensions`, best first. The gateway takes the first permessage-deflate

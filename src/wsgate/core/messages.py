@@ -11,7 +11,7 @@ the per-frame limit; this owns everything that spans frames.
 A compressed message (permessage-deflate: its first frame has RSV1) is inflated frame
 by frame as it comes, and held to the limits as if it had come uncompressed: each
 frame's inflated size within the frame limit, the message's within the message limit,
-checked while inflating, so a zip bomb stops there (docs/compatibility.md §5.3). Data
+checked while inflating, so a zip bomb stops there (docs/compatibility.md §10.8). Data
 that does not inflate closes with 1002.
 
 A complete text message in one frame, nearly every message, never comes here: the

@@ -108,7 +108,7 @@ class Gateway:
         self.stopping = False
         #: One `wsgate.access` line per connect, message, disconnect, management call.
         self.access_log = access_log
-        #: permessage-deflate for the clients that offer it (docs/compatibility.md §5.3).
+        #: permessage-deflate for the clients that offer it (docs/compatibility.md §10.8).
         self.compression = compression
         #: What `/metrics` reports (server/observability.py).
         self.metrics = Metrics()
