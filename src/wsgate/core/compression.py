@@ -38,6 +38,11 @@ CLIENT_WINDOW_BITS = 12
 #: deflate's memory level for the gateway's compressors (zlib's default is 8).
 MEM_LEVEL = 5
 
+#: deflate's level: 1, the fastest. On JSON messages of 1-16 KB it runs about twice as
+#: fast as zlib's default (6) for output about a fifth larger (0.23-0.25 of the input
+#: against 0.19-0.21): a gateway compresses for every receiver, so CPU goes first.
+COMPRESS_LEVEL = 1
+
 #: Every compressed message ends with this empty stored block, which the sender removes
 #: and the receiver puts back (RFC 7692 section 7.2.1).
 _SYNC_TAIL = b"\x00\x00\xff\xff"
@@ -155,6 +160,38 @@ def _accept(params: Params) -> DeflateParameters | None:
     )
 
 
+class SharedDeflate:
+    """One fan-out message, compressed once for all its receivers that compress.
+
+    Context takeover lets the server refer to earlier messages; it never obliges it to.
+    So a fan-out compresses its message alone, once per window size its receivers
+    agreed to (nearly always one: 12 bits), and every such receiver gets the same bytes:
+    one deflate per message instead of one per receiver. Each receiver's own compressor
+    then starts afresh on its next message (`MessageDeflate.forget_context`).
+    """
+
+    __slots__ = ("_payloads", "data")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._payloads: dict[int, bytes] = {}
+
+    def payload(self, deflate: MessageDeflate) -> bytes:
+        """The compressed message for a receiver with `deflate`'s parameters."""
+        deflate.forget_context()
+        bits = deflate.parameters.server_max_window_bits
+        payload = self._payloads.get(bits)
+        if payload is None:
+            compressor = _compressor(bits)
+            payload = compressor.compress(self.data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+            payload = self._payloads[bits] = payload[:-4]
+        return payload
+
+
+def _compressor(window_bits: int) -> zlib._Compress:
+    return zlib.compressobj(COMPRESS_LEVEL, wbits=-window_bits, memLevel=MEM_LEVEL)
+
+
 def _split(text: str, separator: str) -> list[str]:
     """`text` split at `separator`s outside quoted strings."""
     parts: list[str] = []
@@ -193,13 +230,17 @@ class MessageDeflate:
         """One message's payload, compressed, without its final `00 00 ff ff`."""
         compressor = self._compressor
         if compressor is None:
-            compressor = zlib.compressobj(
-                wbits=-self.parameters.server_max_window_bits, memLevel=MEM_LEVEL
-            )
+            compressor = _compressor(self.parameters.server_max_window_bits)
             if not self.parameters.server_no_context_takeover:
                 self._compressor = compressor
         payload = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
         return payload[:-4]  # a sync flush always ends with the empty stored block
+
+    def forget_context(self) -> None:
+        """The client was sent a message this compressor did not see (`SharedDeflate`):
+        its next message starts from an empty window, so it refers to nothing the
+        client's window no longer holds where the compressor thinks it is."""
+        self._compressor = None
 
     def decompress(self, payload: bytes, max_bytes: int, *, final: bool = True) -> bytes | None:
         """A frame's payload inflated (`final`: the message's last frame), or None when it

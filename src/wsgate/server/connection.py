@@ -32,7 +32,7 @@ from wsgate.core.close import (
     CloseCode,
     valid_from_peer,
 )
-from wsgate.core.compression import MessageDeflate
+from wsgate.core.compression import MessageDeflate, SharedDeflate
 from wsgate.core.events import ConnectionContext
 from wsgate.core.limits import Limits, largest_first
 from wsgate.core.messages import MessageAssembler
@@ -273,16 +273,23 @@ class LiveConnection(WSListener):
 
     # -- writes and back-pressure -------------------------------------------------------
 
-    def write(self, kind: WSMsgType, data: bytes, wire: bytes | None = None) -> bool:
+    def write(
+        self,
+        kind: WSMsgType,
+        data: bytes,
+        wire: bytes | None = None,
+        shared: SharedDeflate | None = None,
+    ) -> bool:
         """Queue a frame (picows writes it now, or asyncio buffers it); False if the
         connection is closing or closed. `wire`: the whole frame of a big message, made
-        once by a fan-out (see `wire_frame`)."""
+        once by a fan-out (see `wire_frame`); `shared`: the message compressed once by a
+        fan-out, for a connection that compresses."""
         if not self.is_open:
             return False
         transport = self.transport
         assert transport is not None
         if self.deflate is not None and len(data) >= COMPRESS_MIN_BYTES:
-            self._write_compressed(transport, kind, data)
+            self._write_compressed(transport, kind, data, shared)
         elif len(data) <= PICOWS_COPY_LIMIT:
             transport.send(kind, data)
         else:
@@ -293,11 +300,13 @@ class LiveConnection(WSListener):
             return self._within_send_buffers(transport)
         return True
 
-    def _write_compressed(self, transport: WSTransport, kind: WSMsgType, data: bytes) -> None:
-        """One message compressed with this connection's own context: a fan-out's shared
-        `wire` does not apply (its bytes depend on what this client was sent before)."""
+    def _write_compressed(
+        self, transport: WSTransport, kind: WSMsgType, data: bytes, shared: SharedDeflate | None
+    ) -> None:
+        """One message compressed: with this connection's own context, or once for all
+        the receivers of a fan-out (`shared`)."""
         assert self.deflate is not None
-        payload = self.deflate.compress(data)
+        payload = self.deflate.compress(data) if shared is None else shared.payload(self.deflate)
         if len(payload) <= PICOWS_COPY_LIMIT:
             transport.send(kind, payload, True, True)
         else:

@@ -13,6 +13,7 @@ from wsgate.core.compression import (
     SERVER_WINDOW_BITS,
     DeflateParameters,
     MessageDeflate,
+    SharedDeflate,
     negotiate,
     parse_extensions,
 )
@@ -167,6 +168,21 @@ def test_client_no_context_takeover_inflates_each_message_alone() -> None:
         fresh = zlib.compressobj(wbits=-15)
         sent = fresh.compress(text) + fresh.flush(zlib.Z_SYNC_FLUSH)
         assert server.decompress(sent[:-4], 1 << 20) == text
+
+
+def test_a_shared_fan_out_message_fits_between_a_connection_s_own() -> None:
+    """A fan-out's message, compressed once for every receiver, inflates in a client's
+    running context, and the connection's own messages after it still do."""
+    one, other = MessageDeflate(DeflateParameters()), MessageDeflate(DeflateParameters())
+    client = zlib.decompressobj(wbits=-15)
+    text = os.urandom(600).hex().encode()
+    assert client.decompress(one.compress(text) + b"\x00\x00\xff\xff") == text
+    shared = SharedDeflate(os.urandom(600).hex().encode())
+    payload = shared.payload(one)
+    assert shared.payload(other) is payload  # compressed once
+    assert client.decompress(payload + b"\x00\x00\xff\xff") == shared.data
+    for _ in range(2):
+        assert client.decompress(one.compress(text) + b"\x00\x00\xff\xff") == text
 
 
 def test_a_zip_bomb_stops_at_the_limit() -> None:
