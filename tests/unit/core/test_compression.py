@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from wsgate.core.close import MESSAGE_TOO_BIG, PROTOCOL_ERROR
+from wsgate.core.close import INVALID_TEXT, MESSAGE_TOO_BIG, PROTOCOL_ERROR
 from wsgate.core.compression import (
     CLIENT_WINDOW_BITS,
     SERVER_WINDOW_BITS,
@@ -17,7 +17,7 @@ from wsgate.core.compression import (
     negotiate,
     parse_extensions,
 )
-from wsgate.core.messages import TEXT, Message, MessageAssembler
+from wsgate.core.messages import TEXT, Message, MessageAssembler, compressed_text
 
 #: The offers real clients send, as they send them.
 CHROME = "permessage-deflate; client_max_window_bits"
@@ -245,3 +245,15 @@ def test_rsv1_on_a_continuation_and_data_that_is_not_deflate_close_1002() -> Non
     assert assembler.frame(TEXT, 0, b"abc") is None
     assert assembler.frame(0, 1, b"def", True) is PROTOCOL_ERROR
     assert _assembler().frame(TEXT, 1, b"\xff\xff\xff\xff", True) is PROTOCOL_ERROR
+
+
+def test_a_compressed_text_frame_without_an_assembler_follows_the_same_rules() -> None:
+    """The one-frame path: text, or 1009 past the limit, 1007 for bad UTF-8, 1002 for
+    data that is not deflate."""
+    deflate = MessageDeflate(DeflateParameters())
+    assert compressed_text(deflate, _compressed("héllo".encode()), 6) == "héllo"
+    assert compressed_text(deflate, _compressed(b"x" * 7), 6) is MESSAGE_TOO_BIG
+    assert compressed_text(MessageDeflate(DeflateParameters()), _compressed(b"\xff"), 6) is (
+        INVALID_TEXT
+    )
+    assert compressed_text(MessageDeflate(DeflateParameters()), b"\xff" * 9, 6) is PROTOCOL_ERROR
