@@ -35,7 +35,7 @@ from wsgate.core.close import (
 from wsgate.core.compression import MessageDeflate, SharedDeflate
 from wsgate.core.events import ConnectionContext
 from wsgate.core.limits import Limits, largest_first
-from wsgate.core.messages import MessageAssembler
+from wsgate.core.messages import MessageAssembler, compressed_text
 from wsgate.exceptions import GoneError
 
 if TYPE_CHECKING:
@@ -162,6 +162,8 @@ class LiveConnection(WSListener):
                     or not (kind is TEXT or kind is BINARY)
                 ):
                     self.start_close(PROTOCOL_ERROR)
+                elif kind is TEXT and frame.fin and self.assembling is None:
+                    self._compressed_text(frame)
                 else:
                     self._assemble(kind, frame, True)
                 return
@@ -181,6 +183,19 @@ class LiveConnection(WSListener):
         except Exception:  # a gateway bug: close this connection (1011), keep the rest
             log.exception("connection %s: handling a frame failed", self.info.connection_id)
             self.start_close(INTERNAL_ERROR)
+
+    def _compressed_text(self, frame: WSFrame) -> None:
+        """A compressed text message in one frame (every message a browser sends, once
+        compression is negotiated): inflated and dispatched without an assembler."""
+        assert self.deflate is not None
+        limits = self.limits
+        # Within the frame limit as if it had come uncompressed (see `_assemble`).
+        max_bytes = min(limits.max_frame_bytes, limits.max_message_bytes)
+        body = compressed_text(self.deflate, frame.get_payload_as_bytes(), max_bytes)
+        if isinstance(body, Close):
+            self.start_close(body)
+        else:
+            self.gateway.message(self, body, False)
 
     def _assemble(self, kind: WSMsgType, frame: WSFrame, compressed: bool = False) -> None:
         """Binary messages, compressed messages, and messages sent in several frames."""
