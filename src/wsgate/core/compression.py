@@ -17,8 +17,10 @@ What the gateway asks for itself: a 4 KB window (12 bits) both ways, and deflate
 where the gateway caps it whenever the client lets it (`client_max_window_bits` in the
 offer, as Chrome, Safari and websockets send). A connection that compresses then holds
 about 32 KB for its compressor and 11 KB for its decompressor instead of 256 + 40 KB,
-and JSON messages of a few KB compress as well with either window. A client that does
-not offer `client_max_window_bits` (Firefox) is inflated with the full 32 KB window.
+and JSON messages compress as well (at level 1, 0.25 of their size at 1 KB and 0.23 at
+4 KB, against 0.26 and 0.24 with a 32 KB window and zlib's default memLevel). A client
+that does not offer `client_max_window_bits` (Firefox) is inflated with the full 32 KB
+window.
 """
 
 from __future__ import annotations
@@ -238,8 +240,8 @@ class MessageDeflate:
 
     def forget_context(self) -> None:
         """The client was sent a message this compressor did not see (`SharedDeflate`):
-        its next message starts from an empty window, so it refers to nothing the
-        client's window no longer holds where the compressor thinks it is."""
+        its history no longer matches the client's window, so the next message is
+        compressed from an empty one."""
         self._compressor = None
 
     def decompress(self, payload: bytes, max_bytes: int, *, final: bool = True) -> bytes | None:
