@@ -76,6 +76,8 @@ class Frame:
     opcode: int
     payload: bytes
     fin: bool
+    #: Set on a compressed message's frame (permessage-deflate, RFC 7692).
+    rsv1: bool = False
 
     @property
     def close_code(self) -> int | None:
@@ -92,27 +94,31 @@ class RawClient:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._buffer = b""
+        #: The server's `Sec-WebSocket-Extensions` answer, if any.
+        self.extensions: str | None = None
 
     @classmethod
-    def connect(cls, url: str, timeout: float = TIMEOUT) -> Self:
-        """Open a loopback connection to `url` (ws://host:port/path) and upgrade it."""
+    def connect(cls, url: str, timeout: float = TIMEOUT, *, extensions: str | None = None) -> Self:
+        """Open a loopback connection to `url` (ws://host:port/path) and upgrade it,
+        offering `extensions` (a `Sec-WebSocket-Extensions` value) if given."""
         parts = urlsplit(url)
         assert parts.hostname in ("127.0.0.1", "localhost"), "loopback only"
         sock = socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout)
         client = cls(sock)
         try:
-            client._handshake(f"{parts.hostname}:{parts.port}", parts.path or "/")
+            client._handshake(f"{parts.hostname}:{parts.port}", parts.path or "/", extensions)
         except BaseException:
             sock.close()
             raise
         return client
 
-    def _handshake(self, host: str, path: str) -> None:
+    def _handshake(self, host: str, path: str, extensions: str | None) -> None:
         key = base64.b64encode(os.urandom(16))
+        offer = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions is not None else ""
         self.sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+            f"Sec-WebSocket-Version: 13\r\n{offer}\r\n".encode()
         )
         while b"\r\n\r\n" not in self._buffer:
             chunk = self.sock.recv(65536)
@@ -123,6 +129,10 @@ class RawClient:
         assert head.startswith(b"HTTP/1.1 101 "), head
         accept = base64.b64encode(hashlib.sha1(key + _ACCEPT_GUID).digest())
         assert b"sec-websocket-accept: " + accept.lower() in head.lower(), head
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "sec-websocket-extensions":
+                self.extensions = value.strip()
 
     # -- writing -------------------------------------------------------------------------
 
@@ -154,7 +164,7 @@ class RawClient:
         payload = self._read(length) if length else b""
         if payload is None:
             return None
-        return Frame(head[0] & 0x0F, payload, bool(head[0] & 0x80))
+        return Frame(head[0] & 0x0F, payload, bool(head[0] & 0x80), bool(head[0] & 0x40))
 
     def recv_close_code(self, timeout: float = TIMEOUT) -> int | None:
         """Read until the server's close frame and return its code (None: no close frame

@@ -288,6 +288,38 @@ def test_the_console_is_only_for_the_management_api_s_hosts(base_url: str) -> No
     assert refused.value.code == 403
 
 
+#: A page's round trip: connect, send `text`, wait for its echo; what the browser saw.
+ECHO_IN_THE_PAGE = """async ([url, text]) => {
+    const ws = new WebSocket(url);
+    await new Promise((opened, failed) => { ws.onopen = opened; ws.onerror = failed; });
+    const echoed = new Promise((received) => { ws.onmessage = (e) => received(e.data); });
+    ws.send(text);
+    const data = await echoed;
+    ws.close();
+    return { extensions: ws.extensions, same: data === text };
+}"""
+
+
+@pytest.mark.parametrize("compression", [True, False])
+def test_chromium_negotiates_compression_unless_it_is_off(
+    open_page: Callable[[str], Page], compression: bool
+) -> None:
+    """Chromium offers permessage-deflate: the demo's echo of a 20 KB message comes back
+    whole, compressed both ways; with --no-compression the same works uncompressed."""
+    args = () if compression else ("--no-compression",)
+    with wsgate_serve(*args) as url:
+        page = open_page(url + "/")
+        text = "é, a browser's message; " * 800
+        ws_url = url.replace("http://", "ws://") + "/dev"
+        seen = page.evaluate(ECHO_IN_THE_PAGE, [ws_url, text])
+    assert seen["same"]
+    assert seen["extensions"] == (
+        "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12"
+        if compression
+        else ""
+    )
+
+
 def take_screenshots() -> None:
     """docs/demo.png and docs/console.png: two pages chatting, and the console beside them."""
     with wsgate_serve() as url, chromium(1360, 820) as open_page:

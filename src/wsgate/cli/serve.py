@@ -115,6 +115,13 @@ from wsgate.store import DEFAULT_STORE_URL
     "(repeatable; *.example.com for a domain); others get 403 (DNS rebinding).",
 )
 @click.option(
+    "--compression/--no-compression",
+    default=True,
+    show_default=True,
+    help="Accept permessage-deflate when a client offers it (browsers do), as API Gateway "
+    "does; --no-compression answers every handshake without it.",
+)
+@click.option(
     "--console/--no-console",
     default=True,
     show_default=True,
@@ -235,6 +242,7 @@ def serve(
     allow_remote_management: bool,
     insecure_management: bool,
     allowed_hosts: tuple[str, ...],
+    compression: bool,
     console: bool,
     lambda_mode: bool,
     dynamodb_endpoint: str | None,
@@ -298,6 +306,7 @@ def serve(
             access_log=access_log,
             log_config=log_config,
             console=console,
+            compression=compression,
         )
         config.check()
     except ConfigError as exc:

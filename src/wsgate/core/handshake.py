@@ -63,6 +63,11 @@ class RequestHead:
                 return value
         return None
 
+    def values(self, name: str) -> list[str]:
+        """Every value of header `name` (case-insensitive), in order."""
+        wanted = name.lower()
+        return [value for key, value in self.headers if key.lower() == wanted]
+
     def tokens(self, name: str) -> set[str]:
         """The comma-separated, lower-cased tokens of every `name` header."""
         wanted = name.lower()

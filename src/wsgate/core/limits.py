@@ -31,7 +31,10 @@ class Limits:
       a management `PostToConnection` beyond it is answered 413.
     - `max_frame_bytes`: 32 KB per inbound frame; beyond it closes with 1009, as API
       Gateway does. Browsers send each message as one frame, so for them this is the
-      message limit; clients that fragment can send up to `max_message_bytes`.
+      message limit; clients that fragment can send up to `max_message_bytes`. With
+      permessage-deflate both limits count inflated bytes (a compressed frame is also
+      within this limit on the wire): what passes here passes a gateway that counts
+      either way.
     - `idle_timeout`: 10 minutes without a data message in either direction.
     - `max_connection_duration`: 2 hours, then the gateway closes the connection.
     - `handler_timeout`: 29 s integration timeout.

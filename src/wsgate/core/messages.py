@@ -8,6 +8,12 @@ Lambda receives it), frames out of order with 1002, a message in more frames tha
 limit with 1009 (empty continuations cost no bytes, but a part each). The transport owns
 the per-frame limit; this owns everything that spans frames.
 
+A compressed message (permessage-deflate: its first frame has RSV1) is inflated frame
+by frame as it comes, and held to the limits as if it had come uncompressed: each
+frame's inflated size within the frame limit, the message's within the message limit,
+checked while inflating, so a zip bomb stops there (docs/compatibility.md §10.8). Data
+that does not inflate closes with 1002.
+
 A complete text message in one frame, nearly every message, never comes here: the
 connection decodes it directly (the hot path). Everything else does.
 """
@@ -15,6 +21,7 @@ connection decodes it directly (the hot path). Everything else does.
 from __future__ import annotations
 
 import base64
+import zlib
 from dataclasses import dataclass
 
 from wsgate.core.close import (
@@ -25,6 +32,7 @@ from wsgate.core.close import (
     TOO_MANY_FRAGMENTS,
     Close,
 )
+from wsgate.core.compression import MessageDeflate
 
 #: RFC 6455 opcodes of the data frames.
 CONTINUATION = 0x0
@@ -45,15 +53,32 @@ class MessageAssembler:
 
     __slots__ = (
         "_binary_base64",
+        "_compressed",
+        "_deflate",
         "_kind",
         "_max_fragments",
+        "_max_frame_bytes",
         "_max_message_bytes",
         "_parts",
         "_size",
     )
 
-    def __init__(self, max_message_bytes: int, *, max_fragments: int, binary_base64: bool) -> None:
+    def __init__(
+        self,
+        max_message_bytes: int,
+        *,
+        max_fragments: int,
+        binary_base64: bool,
+        deflate: MessageDeflate | None = None,
+        max_frame_bytes: int | None = None,
+    ) -> None:
         self._max_message_bytes = max_message_bytes
+        #: The connection's permessage-deflate codec, if it negotiated the extension, and
+        #: how much one compressed frame may inflate to (the transport checked the
+        #: frames' wire size; None: the message limit alone).
+        self._deflate = deflate
+        self._max_frame_bytes = max_frame_bytes or max_message_bytes
+        self._compressed = False
         self._max_fragments = max_fragments
         self._binary_base64 = binary_base64
         self._parts: list[bytes] | None = None
@@ -71,16 +96,30 @@ class MessageAssembler:
         return self._size if self._parts is not None else 0
 
     # `fin: int`: picows gives 0 or 1, which the compiled build would not take for a bool.
-    def frame(self, opcode: int, fin: int, payload: bytes) -> Message | Close | None:
-        """Take one data frame: a message once complete, a close on a broken rule, else None."""
+    def frame(
+        self, opcode: int, fin: int, payload: bytes, compressed: bool = False
+    ) -> Message | Close | None:
+        """Take one data frame: a message once complete, a close on a broken rule, else None.
+        `compressed`: the frame has RSV1 (the caller checked that the extension was
+        negotiated); only a message's first frame may."""
         if opcode != CONTINUATION:
             if self._parts is not None:
                 return PROTOCOL_ERROR  # a new message inside another
             self._parts = []
             self._kind = opcode
             self._size = 0
+            self._compressed = compressed
+        elif compressed:
+            self._parts = None
+            return PROTOCOL_ERROR  # RSV1 is the first frame's alone
         elif self._parts is None:
             return PROTOCOL_ERROR  # a continuation without a first frame
+        if self._compressed:
+            inflated = self._inflate(payload, fin)
+            if isinstance(inflated, Close):
+                self._parts = None
+                return inflated
+            payload = inflated
         self._size += len(payload)
         if self._size > self._max_message_bytes:
             self._parts = None
@@ -95,6 +134,11 @@ class MessageAssembler:
         self._parts = None
         return self._message(data)
 
+    def _inflate(self, payload: bytes, fin: int) -> bytes | Close:
+        assert self._deflate is not None, "RSV1 without the extension is the caller's 1002"
+        room = min(self._max_frame_bytes, self._max_message_bytes - self._size)
+        return inflate(self._deflate, payload, room, final=bool(fin))
+
     def _message(self, data: bytes) -> Message | Close:
         if self._kind == TEXT:
             try:
@@ -104,3 +148,28 @@ class MessageAssembler:
         if self._binary_base64:
             return Message(base64.b64encode(data).decode("ascii"), True)
         return BINARY_NOT_SUPPORTED
+
+
+def compressed_text(deflate: MessageDeflate, payload: bytes, max_bytes: int) -> str | Close:
+    """A compressed text message in one frame, inflated within `max_bytes` and decoded:
+    what the assembler does for it, without making one (a browser compresses every
+    message, so this is the hot path of a connection that negotiated compression)."""
+    data = inflate(deflate, payload, max_bytes, final=True)
+    if isinstance(data, Close):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return INVALID_TEXT
+
+
+def inflate(
+    deflate: MessageDeflate, payload: bytes, max_bytes: int, *, final: bool
+) -> bytes | Close:
+    """A compressed frame's payload inflated, or the close for data over `max_bytes` (1009)
+    or not deflate (1002)."""
+    try:
+        data = deflate.decompress(payload, max_bytes, final=final)
+    except zlib.error:
+        return PROTOCOL_ERROR
+    return MESSAGE_TOO_BIG if data is None else data

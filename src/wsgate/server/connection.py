@@ -32,9 +32,10 @@ from wsgate.core.close import (
     CloseCode,
     valid_from_peer,
 )
+from wsgate.core.compression import MessageDeflate, SharedDeflate
 from wsgate.core.events import ConnectionContext
 from wsgate.core.limits import Limits, largest_first
-from wsgate.core.messages import MessageAssembler
+from wsgate.core.messages import MessageAssembler, compressed_text
 from wsgate.exceptions import GoneError
 
 if TYPE_CHECKING:
@@ -54,6 +55,11 @@ CLOSE_TIMEOUT = 2.0
 #: Up to this size picows copies a frame into its own buffer and writes it in one piece.
 PICOWS_COPY_LIMIT = 8192
 
+#: With permessage-deflate, messages shorter than this go out uncompressed (the RFC lets
+#: each message choose). Under a kilobyte a message is one small TCP segment either way,
+#: and deflate would cost more CPU than the bytes it saves are worth.
+COMPRESS_MIN_BYTES = 1024
+
 
 class LiveConnection(WSListener):
     """An open socket and what the gateway tracks about it; picows calls it per frame."""
@@ -65,6 +71,7 @@ class LiveConnection(WSListener):
         "close",
         "close_timer",
         "connected_mono",
+        "deflate",
         "drain_timer",
         "drain_waiters",
         "gateway",
@@ -80,7 +87,13 @@ class LiveConnection(WSListener):
         "transport",
     )
 
-    def __init__(self, gateway: Gateway, info: ConnectionContext, limits: Limits) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        info: ConnectionContext,
+        limits: Limits,
+        deflate: MessageDeflate | None = None,
+    ) -> None:
         self.gateway = gateway
         self.info = info
         self.limits = limits
@@ -108,8 +121,10 @@ class LiveConnection(WSListener):
         #: drops a client that does not catch up (`Limits.max_send_wait`).
         self.drain_waiters: list[asyncio.Future[None]] | None = None
         self.drain_timer: asyncio.TimerHandle | None = None
-        #: The message arriving in several frames (or binary), while it does.
+        #: The message arriving in several frames (or binary, or compressed), while it does.
         self.assembling: MessageAssembler | None = None
+        #: The permessage-deflate codec, if the handshake negotiated it.
+        self.deflate = deflate
 
     @property
     def last_active_ms(self) -> int:
@@ -136,8 +151,21 @@ class LiveConnection(WSListener):
             kind = frame.msg_type
             if transport.is_close_frame_sent and kind is not CLOSE:
                 return  # closing (either side began): nothing more is a message
-            if frame.rsv1 or frame.rsv2 or frame.rsv3:  # no extension is negotiated
-                self.start_close(PROTOCOL_ERROR)
+            if frame.rsv1 or frame.rsv2 or frame.rsv3:
+                # RSV1 marks a compressed message's first frame, if the extension was
+                # negotiated (never on a continuation or a control frame); anything else
+                # is a protocol error.
+                if (
+                    self.deflate is None
+                    or frame.rsv2
+                    or frame.rsv3
+                    or not (kind is TEXT or kind is BINARY)
+                ):
+                    self.start_close(PROTOCOL_ERROR)
+                elif kind is TEXT and frame.fin and self.assembling is None:
+                    self._compressed_text(frame)
+                else:
+                    self._assemble(kind, frame, True)
                 return
             if kind is TEXT and frame.fin and self.assembling is None:
                 try:
@@ -156,14 +184,31 @@ class LiveConnection(WSListener):
             log.exception("connection %s: handling a frame failed", self.info.connection_id)
             self.start_close(INTERNAL_ERROR)
 
-    def _assemble(self, kind: WSMsgType, frame: WSFrame) -> None:
-        """Binary messages, and messages sent in several frames."""
+    def _compressed_text(self, frame: WSFrame) -> None:
+        """A compressed text message in one frame (every message a browser sends, once
+        compression is negotiated): inflated and dispatched without an assembler."""
+        assert self.deflate is not None
+        limits = self.limits
+        # Within the frame limit as if it had come uncompressed (see `_assemble`).
+        max_bytes = min(limits.max_frame_bytes, limits.max_message_bytes)
+        body = compressed_text(self.deflate, frame.get_payload_as_bytes(), max_bytes)
+        if isinstance(body, Close):
+            self.start_close(body)
+        else:
+            self.gateway.message(self, body, False)
+
+    def _assemble(self, kind: WSMsgType, frame: WSFrame, compressed: bool = False) -> None:
+        """Binary messages, compressed messages, and messages sent in several frames."""
         assembling = self.assembling
         if assembling is None:
             assembling = self.assembling = MessageAssembler(
                 self.limits.max_message_bytes,
                 max_fragments=self.limits.max_message_fragments,
                 binary_base64=self.gateway.app.binary == "base64",
+                deflate=self.deflate,
+                # A compressed frame inflates within the frame limit, as if it had come
+                # uncompressed (picows checked its size on the wire).
+                max_frame_bytes=self.limits.max_frame_bytes,
             )
         payload = frame.get_payload_as_bytes()
         buffers = self.buffers
@@ -176,7 +221,7 @@ class LiveConnection(WSListener):
             self.assembling = None
             self.start_close(UNFINISHED_MESSAGES_FULL)
             return
-        outcome = assembling.frame(kind.value, frame.fin, payload)
+        outcome = assembling.frame(kind.value, frame.fin, payload, compressed)
         buffers.unfinished += assembling.held_bytes - held
         if outcome is None:
             return  # more frames to come
@@ -243,15 +288,24 @@ class LiveConnection(WSListener):
 
     # -- writes and back-pressure -------------------------------------------------------
 
-    def write(self, kind: WSMsgType, data: bytes, wire: bytes | None = None) -> bool:
+    def write(
+        self,
+        kind: WSMsgType,
+        data: bytes,
+        wire: bytes | None = None,
+        shared: SharedDeflate | None = None,
+    ) -> bool:
         """Queue a frame (picows writes it now, or asyncio buffers it); False if the
         connection is closing or closed. `wire`: the whole frame of a big message, made
-        once by a fan-out (see `wire_frame`)."""
+        once by a fan-out (see `wire_frame`); `shared`: the message compressed once by a
+        fan-out, for a connection that compresses."""
         if not self.is_open:
             return False
         transport = self.transport
         assert transport is not None
-        if len(data) <= PICOWS_COPY_LIMIT:
+        if self.deflate is not None and len(data) >= COMPRESS_MIN_BYTES:
+            self._write_compressed(transport, kind, data, shared)
+        elif len(data) <= PICOWS_COPY_LIMIT:
             transport.send(kind, data)
         else:
             transport.underlying_transport.write(wire or wire_frame(kind, data))
@@ -260,6 +314,18 @@ class LiveConnection(WSListener):
         if self.backed_up:  # only then is the buffer worth measuring
             return self._within_send_buffers(transport)
         return True
+
+    def _write_compressed(
+        self, transport: WSTransport, kind: WSMsgType, data: bytes, shared: SharedDeflate | None
+    ) -> None:
+        """One message compressed: with this connection's own context, or once for all
+        the receivers of a fan-out (`shared`)."""
+        assert self.deflate is not None
+        payload = self.deflate.compress(data) if shared is None else shared.payload(self.deflate)
+        if len(payload) <= PICOWS_COPY_LIMIT:
+            transport.send(kind, payload, True, True)
+        else:
+            transport.underlying_transport.write(wire_frame(kind, payload, rsv1=True))
 
     def _within_send_buffers(self, transport: WSTransport) -> bool:
         """Measure what waits for a backed-up client: past its own limit it is dropped;
@@ -412,17 +478,15 @@ class GatewayBuffers:
         self.waiting_bytes -= self.backed_up.pop(conn, 0)
 
 
-
-
-
-def wire_frame(kind: WSMsgType, data: bytes) -> bytes:
-    """An unmasked, final server frame (RFC 6455 section 5.2), header and payload.
+def wire_frame(kind: WSMsgType, data: bytes, *, rsv1: bool = False) -> bytes:
+    """An unmasked, final server frame (RFC 6455 section 5.2), header and payload;
+    `rsv1`: a compressed message's (RFC 7692).
 
     For messages over `PICOWS_COPY_LIMIT`: picows hands those to `transport.writelines`,
     which on Python 3.12+'s own event loop keeps a view of picows' reused header buffer
     without copying and never tells the protocol to pause. One write of one frame does.
     """
-    first = 0x80 | (0x1 if kind is TEXT else 0x2)
+    first = (0xC0 if rsv1 else 0x80) | (0x1 if kind is TEXT else 0x2)
     length = len(data)
     if length < 126:
         return bytes((first, length)) + data

@@ -28,10 +28,18 @@ from typing import Any, Protocol
 
 from wsgate.connection_api import ConnectionInfo, Data
 from wsgate.core.close import CLOSED_BY_MANAGEMENT_API, RECORD_LOST
+from wsgate.core.compression import SharedDeflate
 from wsgate.core.limits import Limits
 from wsgate.core.responses import outbound_frame
 from wsgate.exceptions import GoneError, PayloadTooLargeError, WsgateError
-from wsgate.server.connection import BINARY, PICOWS_COPY_LIMIT, TEXT, LiveConnection, wire_frame
+from wsgate.server.connection import (
+    BINARY,
+    COMPRESS_MIN_BYTES,
+    PICOWS_COPY_LIMIT,
+    TEXT,
+    LiveConnection,
+    wire_frame,
+)
 from wsgate.store.base import Store
 
 log = logging.getLogger("wsgate.gateway")
@@ -356,6 +364,8 @@ class Delivery:
         """Write to the `targets` open here: how many, and the ids no longer open."""
         kind = TEXT if is_text else BINARY
         wire = wire_frame(kind, frame) if len(frame) > PICOWS_COPY_LIMIT else None
+        # Compressed at most once per window size, if a receiver compresses (see SharedDeflate).
+        shared = SharedDeflate(frame) if len(frame) >= COMPRESS_MIN_BYTES else None
         skip = set(exclude)
         live = self.live
         delivered = 0
@@ -366,7 +376,7 @@ class Delivery:
             conn = live.get(connection_id)
             if conn is None:
                 gone.append(connection_id)
-            elif conn.write(kind, frame, wire):
+            elif conn.write(kind, frame, wire, shared):
                 delivered += 1
         self.sent += delivered
         return delivered, gone

@@ -79,6 +79,7 @@ class Gateway:
         allowed_origins: Iterable[str] = (),
         access_keys: AccessKeys | None = None,
         access_log: bool = False,
+        compression: bool = True,
     ) -> None:
         self.app = app
         self.store = store
@@ -108,6 +109,8 @@ class Gateway:
         self.stopping = False
         #: One `wsgate.access` line per connect, message, disconnect, management call.
         self.access_log = access_log
+        #: permessage-deflate for the clients that offer it (docs/compatibility.md §10.8).
+        self.compression = compression
         #: What `/metrics` reports (server/observability.py).
         self.metrics = Metrics()
         # The other workers' scrapes ask this one's counts (`/metrics` adds them up).

@@ -89,6 +89,8 @@ class ServeConfig:
     log_level: str = "info"
     #: The connections console at `/{stage}/@console` (`--no-console`: none).
     console: bool = True
+    #: permessage-deflate for the clients that offer it (`--no-compression`: never).
+    compression: bool = True
     #: Log lines as `text` or `json` (one object per line).
     log_format: str = "text"
     #: The `wsgate.access` lines (INFO: `log_level` warning or error leaves them out).
@@ -298,6 +300,7 @@ def run_node(
             pages=Pages(demo=config.target is None, console=config.console),
             # Off unless a handler takes `wsgate.access`'s INFO lines: one `if` a message.
             access_log=config.access_log and access_logger.isEnabledFor(logging.INFO),
+            compression=config.compression,
             code_reload=code_reload,
         )
     finally:
@@ -336,6 +339,7 @@ def _serve_until_stopped(
     listener: socket.socket | None,
     pages: Pages,
     access_log: bool,
+    compression: bool,
     api_id: str | None = None,
     code_reload: CodeReload | None = None,
 ) -> None:
@@ -381,6 +385,7 @@ def _serve_until_stopped(
             sock=listener,
             pages=pages,
             access_log=access_log,
+            compression=compression,
         ) as server:
             _tune_gc()
             on_ready(server)

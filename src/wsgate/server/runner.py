@@ -71,6 +71,8 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     backlog: int = socket.SOMAXCONN,
+    # WebSocket: permessage-deflate for the clients that offer it, as API Gateway
+    compression: bool = True,
     # API Gateway
     stage: str = "dev",
     api_id: str | None = None,
@@ -128,6 +130,7 @@ async def serve(
         allowed_origins=tuple(allowed_origins),
         access_keys=keys,
         access_log=access_log,
+        compression=compression,
     )
     await gateway.start()
     runner = http_runner(

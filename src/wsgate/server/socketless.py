@@ -20,11 +20,13 @@ from typing import Any, Protocol, cast
 from picows import WSMsgType
 
 from wsgate.app import App
+from wsgate.core.compression import DeflateParameters, MessageDeflate
 from wsgate.core.events import ConnectionContext
 from wsgate.core.limits import Limits
 from wsgate.server.connection import LiveConnection
 from wsgate.server.gateway import Gateway
 from wsgate.server.transport import feed
+from wsgate.store.base import ConnectionRecord
 from wsgate.store.memory import MemoryStore
 
 
@@ -51,7 +53,7 @@ class SocketlessTransport:
         self.frames: list[bytes] | None = [] if keep else None
         self.disconnects: list[bool] = []  # the `graceful` of each disconnect()
 
-    def send(self, kind: WSMsgType, data: bytes) -> None:
+    def send(self, kind: WSMsgType, data: bytes, fin: bool = True, rsv1: bool = False) -> None:
         self.sent += 1
         if self.frames is not None:
             self.frames.append(data)
@@ -62,13 +64,32 @@ class SocketlessTransport:
 
 @contextlib.asynccontextmanager
 async def socketless_gateway(
-    served: App, limits: Limits | None = None, keep: bool = False
+    served: App,
+    limits: Limits | None = None,
+    keep: bool = False,
+    deflate: DeflateParameters | None = None,
 ) -> AsyncIterator[tuple[Gateway, LiveConnection, Any]]:
-    """A started gateway holding one connection on a `SocketlessTransport`; stopped after."""
+    """A started gateway holding one connection on a `SocketlessTransport` (which
+    negotiated permessage-deflate with `deflate`, if given); stopped after."""
     gateway = Gateway(served, MemoryStore(), limits=limits)
     await gateway.start()
+    try:
+        conn, transport = await socketless_connection(gateway, "socketless00000=", keep, deflate)
+        yield gateway, conn, transport
+    finally:
+        gateway.live.clear()
+        await gateway.stop()
+
+
+async def socketless_connection(
+    gateway: Gateway,
+    connection_id: str,
+    keep: bool = False,
+    deflate: DeflateParameters | None = None,
+) -> tuple[LiveConnection, SocketlessTransport]:
+    """One more open connection on `gateway`, stored and live, on a `SocketlessTransport`."""
     info = ConnectionContext(
-        connection_id="socketless00000=",
+        connection_id=connection_id,
         connected_at=time.time_ns() // 1_000_000,
         source_ip="127.0.0.1",
         user_agent=None,
@@ -76,15 +97,15 @@ async def socketless_gateway(
         stage="dev",
         api_id="socketless",
     )
-    conn = LiveConnection(gateway, info, gateway.limits)
+    codec = MessageDeflate(deflate) if deflate is not None else None
+    conn = LiveConnection(gateway, info, gateway.limits, codec)
     transport = SocketlessTransport(keep)
     conn.on_ws_connected(cast(Any, transport))
-    gateway.live[info.connection_id] = conn
-    try:
-        yield gateway, conn, transport
-    finally:
-        gateway.live.clear()
-        await gateway.stop()
+    gateway.live[connection_id] = conn
+    await gateway.store.add_connection(
+        ConnectionRecord(connection_id, info.connected_at, info.source_ip, stage="dev")
+    )
+    return conn, transport
 
 
 class _NoSocket:

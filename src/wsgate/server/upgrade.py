@@ -38,6 +38,7 @@ from wsgate.core.authorizer import (
     method_arn,
     simple_policy,
 )
+from wsgate.core.compression import MessageDeflate, negotiate
 from wsgate.core.events import ConnectionContext, connect_event
 from wsgate.core.handshake import (
     HandshakeError,
@@ -154,7 +155,12 @@ async def _open(
     if gateway.stopping:  # stopped while `$connect` ran: this one never opens
         await gateway.store.remove_connection(info.connection_id)
         return _refuse(transport, 503, "Service Unavailable"), info
-    conn = LiveConnection(gateway, info, gateway.limits)
+    # Agreed last, so only a connection that opens gets a codec. The frame limit applies
+    # to the frames as they come (compressed); the message limit to what they inflate to.
+    deflate = negotiate(head.values("Sec-WebSocket-Extensions")) if gateway.compression else None
+    conn = LiveConnection(
+        gateway, info, gateway.limits, MessageDeflate(deflate) if deflate is not None else None
+    )
     gateway.live[info.connection_id] = conn
     if not transport.is_closing():
         limits = gateway.limits
@@ -166,6 +172,7 @@ async def _open(
             # A frame is never more than a message: one frame may be a whole message.
             max_frame_bytes=min(limits.max_frame_bytes, limits.max_message_bytes),
             subprotocol=subprotocol,
+            extensions=deflate.header if deflate is not None else None,
         )
     if conn.transport is None:  # the client left during `$connect`
         transport.abort()
@@ -383,6 +390,7 @@ def _hand_to_picows(
     *,
     max_frame_bytes: int,
     subprotocol: str | None,
+    extensions: str | None,
 ) -> None:
     """Let picows answer the checked upgrade `head` (101) and serve the socket, frames to
     `listener`; `rest` is what the client sent after the head.
@@ -392,11 +400,15 @@ def _hand_to_picows(
     over once complete. Its error log is the only word it gives at that moment, so the
     connection's log (`_ConnectionLog`) tells the listener, which stops reading at once.
     """
-    headers = {"Sec-WebSocket-Protocol": subprotocol} if subprotocol else None
+    headers = {}
+    if subprotocol:
+        headers["Sec-WebSocket-Protocol"] = subprotocol
+    if extensions is not None:
+        headers["Sec-WebSocket-Extensions"] = extensions
 
     def accept(request: Any) -> WSUpgradeResponseWithListener:
         return WSUpgradeResponseWithListener(
-            WSUpgradeResponse.create_101_response(extra_headers=headers), listener
+            WSUpgradeResponse.create_101_response(extra_headers=headers or None), listener
         )
 
     protocol = WSProtocol(
