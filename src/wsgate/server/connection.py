@@ -1,6 +1,6 @@
 """One open WebSocket: its frames in, its writes out, and how it closes.
 
-picows calls a `LiveConnection` once per frame. A complete text frame is decoded and
+picows calls a `LiveConnection` once per frame (through `server.upgrade.FrameListener`). A complete text frame is decoded and
 handed to the gateway at once (nearly every message: the hot path); anything spanning
 frames goes through the pure `MessageAssembler`. The connection owns what concerns its
 socket alone: flow control (it stops reading while too many of its messages run),
@@ -18,7 +18,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, Any
 
-from picows import WSFrame, WSListener, WSMsgType, WSTransport
+from picows import WSFrame, WSMsgType, WSTransport
 
 from wsgate.core.close import (
     ABNORMAL_CLOSURE,
@@ -55,8 +55,13 @@ CLOSE_TIMEOUT = 2.0
 PICOWS_COPY_LIMIT = 8192
 
 
-class LiveConnection(WSListener):
-    """An open socket and what the gateway tracks about it; picows calls it per frame."""
+class LiveConnection:
+    """An open socket and what the gateway tracks about it; picows calls it per frame.
+
+    Not a picows `WSListener` itself: this module is compiled (setup.py), and a compiled
+    class laid over a Cython one overwrites the Cython object's own fields (its method
+    table, its weak references), which crashed the compiled build.
+    """
 
     __slots__ = (
         "assembling",

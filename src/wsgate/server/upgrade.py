@@ -4,7 +4,7 @@ API Gateway runs `$connect` while the client's upgrade request waits: a 2xx acce
 other status is the handshake's answer, so no message can arrive before `$connect` has
 returned (docs/compatibility.md §1.2 and §4.1). Here that is `open_connection`: the front
 door paused reading; once `$connect` accepts, the connection is stored and picows takes
-the socket, answers 101 and calls the `LiveConnection` per frame. An app's Lambda
+the socket, answers 101 and calls the `LiveConnection` per frame (`FrameListener`). An app's Lambda
 authorizer runs first (docs/compatibility.md §7): a client it does not allow never
 reaches `$connect`, and what it returns rides on every event of the connection.
 
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from picows import WSUpgradeResponse, WSUpgradeResponseWithListener
+from picows import WSListener, WSUpgradeResponse, WSUpgradeResponseWithListener
 from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-defined]
 
 from wsgate.app import Authorizer, Route
@@ -396,7 +396,7 @@ def _hand_to_picows(
 
     def accept(request: Any) -> WSUpgradeResponseWithListener:
         return WSUpgradeResponseWithListener(
-            WSUpgradeResponse.create_101_response(extra_headers=headers), listener
+            WSUpgradeResponse.create_101_response(extra_headers=headers), FrameListener(listener)
         )
 
     protocol = WSProtocol(
@@ -417,6 +417,32 @@ def _hand_to_picows(
         1024,  # initial read buffer; it grows for big messages, idle sockets stay small
     )
     hand_over(transport, protocol, canonical_upgrade(head) + rest)
+
+
+class FrameListener(WSListener):
+    """What picows calls for one connection: the `LiveConnection`'s own methods.
+
+    picows calls its listener's methods through the Cython class's method table, so the
+    listener must be a true subclass of `WSListener`, and `LiveConnection` (compiled in
+    the compiled build) cannot be one. Each callback is the connection's bound method held
+    in a slot, which picows finds in place of `WSListener`'s: a frame reaches the
+    connection in one call, with no Python frame in between.
+    """
+
+    __slots__ = (
+        "on_ws_connected",
+        "on_ws_disconnected",
+        "on_ws_frame",
+        "pause_writing",
+        "resume_writing",
+    )
+
+    def __init__(self, conn: LiveConnection) -> None:
+        self.on_ws_connected = conn.on_ws_connected  # type: ignore[method-assign]
+        self.on_ws_frame = conn.on_ws_frame  # type: ignore[method-assign]
+        self.on_ws_disconnected = conn.on_ws_disconnected  # type: ignore[method-assign]
+        self.pause_writing = conn.pause_writing  # type: ignore[method-assign]
+        self.resume_writing = conn.resume_writing  # type: ignore[method-assign]
 
 
 class _ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
