@@ -98,6 +98,8 @@ class ServerProcess:
         #: Where fan-out subscribers connect (the publisher connects to `url`): other
         #: nodes than the publisher's, for a gateway of several nodes.
         self.subscriber_urls = [url]
+        #: The CPUs the process (and any process it starts) may run on; None: any.
+        self.cpus: frozenset[int] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -122,9 +124,12 @@ class ServerProcess:
 
     async def start(self) -> None:
         """Start the process and wait until its port accepts TCP connections."""
+        command = self.command
+        if self.cpus is not None:  # from its first instruction on: workers inherit it
+            command = ["taskset", "--cpu-list", ",".join(map(str, sorted(self.cpus))), *command]
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                self.command,
+                command,
                 cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -234,6 +239,7 @@ class ProcessGroup(ServerProcess):
     async def start(self) -> None:
         try:
             for member in self.members:
+                member.cpus = self.cpus
                 await member.start()
         except BaseException:
             await self.stop()

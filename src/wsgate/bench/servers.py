@@ -55,8 +55,13 @@ def unavailable_reason(name: str, workdir: Path) -> str | None:
     return f"unknown server {name!r}"
 
 
-def create(name: str, workdir: Path, tag: str) -> ServerProcess:
-    """A fresh (not yet started) process for server `name`; `tag` names its files."""
+def create(
+    name: str, workdir: Path, tag: str, wsgate_python: str = sys.executable
+) -> ServerProcess:
+    """A fresh (not yet started) process for server `name`; `tag` names its files.
+
+    `wsgate_python` runs the wsgate servers (`wsgate bench --build compiled` gives the
+    compiled build's); the references run on this interpreter."""
     port = free_port()
     log = workdir / f"{name}-{tag}.log"
     python = [sys.executable, "-m"]
@@ -69,7 +74,8 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
         return ServerProcess(
             name,
             [
-                *python,
+                wsgate_python,
+                "-m",
                 "wsgate",
                 "serve",
                 WSGATE_APPS[name],
@@ -87,7 +93,7 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
             store=store,
         )
     if name in REDIS_NODES:
-        return _redis_nodes(name, REDIS_NODES[name], workdir, tag)
+        return _redis_nodes(name, REDIS_NODES[name], workdir, tag, wsgate_python)
     if name in ("websockets", "picows"):
         return ServerProcess(
             name,
@@ -111,7 +117,9 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
     raise ValueError(f"unknown server {name!r}")
 
 
-def _redis_nodes(name: str, count: int, workdir: Path, tag: str) -> ProcessGroup:
+def _redis_nodes(
+    name: str, count: int, workdir: Path, tag: str, wsgate_python: str
+) -> ProcessGroup:
     """A redis-server and `count` wsgate nodes on it, measured as one server."""
     binary = redis_server_binary()
     assert binary is not None, "unavailable_reason() says so first"
@@ -140,7 +148,7 @@ def _redis_nodes(name: str, count: int, workdir: Path, tag: str) -> ProcessGroup
             ServerProcess(
                 f"{name}-node{index}",
                 [
-                    sys.executable,
+                    wsgate_python,
                     "-m",
                     "wsgate",
                     "serve",
