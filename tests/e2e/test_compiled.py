@@ -4,10 +4,10 @@ Builds the wheel users install from this checkout into a venv of its own, cached
 hash of the sources (wsgate.bench.build, which `wsgate bench --build compiled` uses too),
 then runs a named part of this suite with the installed wheel as `wsgate` (the checkout's
 `src` is not on the path). The part: tests/unit (every compiled module's own tests) and
-the integration tests of what a message passes through, the gateway, the front door and
-clients that misbehave: a minute or two. Not the whole suite, which would not fit the ten
-minutes a test may take with a build, and not test_examples, whose DynamoDB runs need
-moto's server in the venv too.
+the integration tests of what a message passes through, the gateway, the front door,
+clients that misbehave, and messages between workers: a minute or two. Not the whole
+suite, which would not fit the ten minutes a test may take with a build, and not
+test_examples, whose DynamoDB runs need moto's server in the venv too.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ SUITE = [
     "tests/integration/test_gateway.py",
     "tests/integration/test_front_door.py",
     "tests/integration/test_hostile_clients.py",
+    "tests/e2e/test_workers.py::test_direct_messages_cross_workers",
+    "tests/e2e/test_workers.py::test_publish_and_broadcast_reach_every_worker",
 ]
 
 

@@ -309,7 +309,11 @@ class Delivery:
         previous, done = self._last_fan_out, self._loop.create_future()
         self._last_fan_out = done
         try:
-            nodes, targets = await asyncio.gather(others.nodes_for(topic), self._targets(topic))
+            # gather() gives a list, not the tuple of its stub, which the compiled build
+            # would check (and refuse): read as Any, unpacked into the lists they are.
+            found: Any = await asyncio.gather(others.nodes_for(topic), self._targets(topic))
+            nodes: list[Any] = found[0]
+            targets: list[str] = found[1]
             if previous is not None and not previous.done():
                 await asyncio.shield(previous)
             here, gone = self._write_here(targets, is_text, frame, skip)
