@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from picows import WSListener, WSUpgradeResponse, WSUpgradeResponseWithListener
+from picows import WSListener, WSTransport, WSUpgradeResponse, WSUpgradeResponseWithListener
 from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-defined]
 
 from wsgate.app import Authorizer, Route
@@ -422,27 +422,31 @@ def _hand_to_picows(
 class FrameListener(WSListener):
     """What picows calls for one connection: the `LiveConnection`'s own methods.
 
-    picows calls its listener's methods through the Cython class's method table, so the
-    listener must be a true subclass of `WSListener`, and `LiveConnection` (compiled in
-    the compiled build) cannot be one. Each callback is the connection's bound method held
-    in a slot, which picows finds in place of `WSListener`'s: a frame reaches the
-    connection in one call, with no Python frame in between.
+    picows calls its listener through the Cython class's method table, so the listener
+    must be a true subclass of `WSListener`, and `LiveConnection` (compiled in the
+    compiled build) cannot be one. The frame callback is the connection's bound method
+    held in a slot, which picows finds in place of `WSListener`'s: a frame reaches the
+    connection in one call, with no Python frame in between. The rare callbacks forward
+    (a bound method each would cost every idle connection about 100 bytes).
     """
 
-    __slots__ = (
-        "on_ws_connected",
-        "on_ws_disconnected",
-        "on_ws_frame",
-        "pause_writing",
-        "resume_writing",
-    )
+    __slots__ = ("conn", "on_ws_frame")
 
     def __init__(self, conn: LiveConnection) -> None:
-        self.on_ws_connected = conn.on_ws_connected  # type: ignore[method-assign]
+        self.conn = conn
         self.on_ws_frame = conn.on_ws_frame  # type: ignore[method-assign]
-        self.on_ws_disconnected = conn.on_ws_disconnected  # type: ignore[method-assign]
-        self.pause_writing = conn.pause_writing  # type: ignore[method-assign]
-        self.resume_writing = conn.resume_writing  # type: ignore[method-assign]
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.conn.on_ws_connected(transport)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.conn.on_ws_disconnected(transport)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
 
 
 class _ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
