@@ -18,10 +18,10 @@ from typing import Any
 from setuptools import setup
 
 # The modules a message passes through, from the frame callback to the transport's send,
-# chosen by profiling `python -m wsgate.bench.hotpath` (docs/benchmarks.md). Not
-# server/connection.py: its LiveConnection subclasses picows' Cython WSListener, which a
-# mypyc class cannot extend safely (the compiled build crashed in the garbage collector).
-# Nor context.py: a LambdaContext keeps the settings it is given in its __dict__, over
+# chosen by profiling `python -m wsgate.bench.hotpath` (docs/benchmarks.md). The
+# connection is compiled because picows calls it through a pure `FrameListener`
+# (server/upgrade.py): a compiled class must not subclass picows' Cython WSListener. Not
+# context.py: a LambdaContext keeps the settings it is given in its __dict__, over
 # class-level defaults, which a compiled class has no room for.
 HOT_PATH = [
     "src/wsgate/core/events.py",
@@ -31,6 +31,7 @@ HOT_PATH = [
     "src/wsgate/core/routing.py",
     "src/wsgate/connection_api.py",
     "src/wsgate/dispatch.py",
+    "src/wsgate/server/connection.py",
     "src/wsgate/server/delivery.py",
     "src/wsgate/server/gateway.py",
     "src/wsgate/server/invoker.py",

@@ -1,98 +1,72 @@
 """The compiled build (mypyc, see setup.py) behaves as the pure one: a test of the wheel.
 
-Builds the wheel users install from a copy of this checkout into a venv of its own, kept
-under ~/.cache/wsgate-tests/compiled/<hash of the sources> so that only a changed source
-builds again (a build is one to two minutes of mypyc and gcc on 2 cores; a cached run is
-the tests alone). The venv gets the wheel, its dependencies and the test tools from pip's
-cache, then runs a named part of this suite with the installed wheel as `wsgate` (the
-checkout's `src` is not on the path). The part: tests/unit (every compiled module's own
-tests) and the integration tests of what a message passes through, the gateway and the
-front door: about a minute. Not the whole suite, which would not fit the ten minutes a
-test may take with a build, and not test_examples, whose DynamoDB runs need moto's server
-in the venv too.
+Builds the wheel users install from this checkout into a venv of its own, cached by the
+hash of the sources (wsgate.bench.build, which `wsgate bench --build compiled` uses too),
+then runs a named part of this suite with the installed wheel as `wsgate` (the checkout's
+`src` is not on the path). The part: tests/unit (every compiled module's own tests) and
+the integration tests of what a message passes through, the gateway, the front door,
+clients that misbehave, and messages between workers: a minute or two. Not the whole
+suite, which would not fit the ten minutes a test may take with a build, and not
+test_examples, whose DynamoDB runs need moto's server in the venv too.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from wsgate.bench.build import compiled_venv, run
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wsgate-tests/compiled"
-BUILD_FILES = ["setup.py", "pyproject.toml", "README.md"]
 SUITE = [
     "tests/unit",
     "tests/integration/test_gateway.py",
     "tests/integration/test_front_door.py",
+    "tests/integration/test_hostile_clients.py",
+    "tests/e2e/test_workers.py::test_direct_messages_cross_workers",
+    "tests/e2e/test_workers.py::test_publish_and_broadcast_reach_every_worker",
 ]
-TOOLS = ["setuptools>=68", "mypy>=2.4", "pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6"]
-
-
-def _sources() -> list[Path]:
-    return [ROOT / name for name in BUILD_FILES] + sorted((ROOT / "src").rglob("*.py"))
-
-
-def _source_hash() -> str:
-    digest = hashlib.sha256()
-    for path in _sources():
-        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _run(*args: str | Path, cwd: Path = ROOT, timeout: float = 400) -> str:
-    done = subprocess.run(
-        [str(arg) for arg in args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WSGATE_PURE")},
-    )
-    assert done.returncode == 0, f"{args} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done.stdout
-
-
-def _compiled_venv() -> Path:
-    """A venv with the compiled wheel of these sources installed: built once per hash."""
-    home = CACHE / _source_hash()
-    ready = home / "ready"
-    if ready.exists():
-        return home / "venv"
-    for stale in CACHE.glob("*"):  # older sources' venvs, and a build cut short
-        shutil.rmtree(stale, ignore_errors=True)
-    source = home / "source"  # a copy: the build writes build/ and *.egg-info beside it
-    for path in _sources():
-        target = source / path.relative_to(ROOT)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-    python = home / "venv/bin/python"
-    _run(sys.executable, "-m", "venv", home / "venv")
-    _run(python, "-m", "pip", "install", "-q", *TOOLS)
-    # No build isolation: the venv's mypy builds it, nothing is downloaded again.
-    _run(python, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "-w", home / "wheels", source, timeout=600)  # fmt: skip
-    (wheel,) = (home / "wheels").glob("wsgate-*.whl")
-    _run(python, "-m", "pip", "install", "-q", f"{wheel}[testing,aws]")
-    ready.touch()
-    return home / "venv"
 
 
 def test_the_compiled_wheel_passes_the_hot_path_tests() -> None:
     """`wsgate --version` says compiled, `wsgate` is the wheel's, the named tests pass."""
-    venv = _compiled_venv()
+    venv = compiled_venv(ROOT)
     python = venv / "bin/python"
-    assert "compiled (mypyc)" in _run(venv / "bin/wsgate", "--version")
-    where = _run(
-        python, "-c", "import wsgate, wsgate.core.routing as r; print(wsgate.__file__, r.__file__)"
-    )
+    assert "compiled (mypyc)" in run([venv / "bin/wsgate", "--version"])
+    modules = "wsgate, wsgate.core.routing as r, wsgate.server.connection as c"
+    where = run([python, "-c", f"import {modules}; print(wsgate.__file__, r.__file__, c.__file__)"])
     assert where.startswith(str(venv)), where
-    assert where.split()[1].endswith(".so"), where
-    _run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *SUITE, timeout=480)
+    assert all(path.endswith(".so") for path in where.split()[1:]), where
+    run(
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *SUITE],
+        cwd=ROOT,
+        timeout=480,
+    )
+
+
+def test_the_benchmark_runs_its_wsgate_servers_on_the_compiled_build(tmp_path: Path) -> None:
+    """`wsgate bench --build compiled` serves wsgate from the compiled wheel's venv and, with
+    `--pin-client`, keeps the load generator on its CPU and the servers on the others."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("--pin-client needs two CPUs: one for the load generator, one for servers")
+    out = tmp_path / "bench.json"
+    args = ["--build", "compiled", "--pin-client", str(cpus[0]), "--json", str(out)]
+    run(
+        [sys.executable, "-m", "wsgate", "bench", "--scale", "0.02", "--repeat", "1",
+         "--servers", "wsgate,wsgate-2w", "--scenarios", "echo,fanout", *args],
+        cwd=tmp_path,
+        timeout=480,
+    )  # fmt: skip
+    document = json.loads(out.read_text())
+    assert document["meta"]["wsgate_build"] == "compiled (mypyc)"
+    assert document["meta"]["client_cpus"] == cpus[:1]
+    assert document["meta"]["server_cpus"] == cpus[1:]
+    assert {row["status"] for row in document["rows"]} == {"ok"}
+    assert all(row["runs"][0]["lost"] == 0 for row in document["rows"] if "lost" in row["median"])

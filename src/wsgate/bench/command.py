@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,6 +56,42 @@ async def _until_stopped(work: Coroutine[Any, Any, T], stopped_by: list[int]) ->
             loop.remove_signal_handler(signum)
 
 
+def _wsgate_python(build: str) -> str:
+    """The interpreter the wsgate servers run on for `--build`."""
+    if build == "installed":
+        return sys.executable
+    from wsgate.bench import build as compiled_build
+
+    root = compiled_build.checkout()
+    if root is None:
+        raise click.ClickException(
+            "--build compiled builds this checkout's wheel: run wsgate from a source "
+            "checkout (pip install -e .)"
+        )
+    click.echo("wsgate bench: the compiled build (built once per source change)...", err=True)
+    try:
+        return str(compiled_build.compiled_venv(root) / "bin/python")
+    except compiled_build.BuildFailed as exc:
+        raise click.ClickException(f"the compiled build failed: {exc}") from exc
+
+
+def _pin_client(cpu: int) -> frozenset[int]:
+    """Pin this process (the load generator) to `cpu`; the CPUs left, for the servers."""
+    allowed = os.sched_getaffinity(0)
+    if cpu not in allowed or len(allowed) < 2:
+        raise click.BadParameter(
+            f"CPU {cpu} is not one of this process's CPUs {_cpu_list(allowed)} with another "
+            "left for the servers",
+            param_hint="--pin-client",
+        )
+    os.sched_setaffinity(0, {cpu})
+    return frozenset(allowed - {cpu})
+
+
+def _cpu_list(cpus: Iterable[int]) -> str:
+    return ",".join(map(str, sorted(cpus)))
+
+
 @click.command()
 @click.option(
     "--scenarios",
@@ -98,6 +135,21 @@ async def _until_stopped(work: Coroutine[Any, Any, T], stopped_by: list[int]) ->
     help="Also draw the results as a PNG (needs matplotlib).",
 )
 @click.option(
+    "--build",
+    type=click.Choice(["installed", "compiled"]),
+    default="installed",
+    show_default=True,
+    help="The wsgate the wsgate servers run: this command's (pure Python in an editable "
+    "checkout), or the compiled wheel of this checkout, built once into a cached venv.",
+)
+@click.option(
+    "--pin-client",
+    type=int,
+    default=None,
+    metavar="CPU",
+    help="Run the load generator on CPU alone and the servers on the other CPUs.",
+)
+@click.option(
     "--workdir",
     default=None,
     type=click.Path(file_okay=False, path_type=Path),
@@ -110,6 +162,8 @@ def bench(
     scale: float,
     json_path: Path,
     plot_path: Path | None,
+    build: str,
+    pin_client: int | None,
     workdir: Path | None,
 ) -> None:
     """Benchmark wsgate against raw websockets and picows, its Python peers and serverless-offline.
@@ -124,6 +178,8 @@ def bench(
     chosen_servers = _names(servers, SERVERS, "server")
     if not Path("/proc/self/stat").exists():
         raise click.ClickException("wsgate bench reads CPU and memory from /proc: Linux only")
+    wsgate_python = _wsgate_python(build)
+    server_cpus = None if pin_client is None else _pin_client(pin_client)
     temporary = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="wsgate-bench-")) if workdir is None else workdir
     folder.mkdir(parents=True, exist_ok=True)
@@ -150,6 +206,8 @@ def bench(
                         workdir=folder,
                         progress=progress,
                         loop_name=loop_name,
+                        wsgate_python=wsgate_python,
+                        server_cpus=server_cpus,
                     ),
                     stopped_by,
                 )
@@ -171,6 +229,9 @@ def bench(
     click.echo(
         f"\nwsgate bench, {meta['aggregate']}, scale {meta['scale']:g}, "
         f"load generator: {meta['client']} on {meta['client_loop']} ({meta['duration_s']}s)\n"
+        f"wsgate servers: {meta['wsgate_build']}, CPUs: servers "
+        f"{_cpu_list(meta['server_cpus'] or meta['client_cpus'])}, load generator "
+        f"{_cpu_list(meta['client_cpus'])}\n"
     )
     click.echo(report.table(results))
     click.echo("\nTargets:")

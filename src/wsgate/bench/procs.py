@@ -103,6 +103,8 @@ class ServerProcess:
         self.subscriber_urls = [url]
         #: What the load generator speaks to it over WebSocket.
         self.framing: Framing = framing
+        #: The CPUs the process (and any process it starts) may run on; None: any.
+        self.cpus: frozenset[int] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -127,9 +129,12 @@ class ServerProcess:
 
     async def start(self) -> None:
         """Start the process and wait until its port accepts TCP connections."""
+        command = self.command
+        if self.cpus is not None:  # from its first instruction on: workers inherit it
+            command = ["taskset", "--cpu-list", ",".join(map(str, sorted(self.cpus))), *command]
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                self.command,
+                command,
                 cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -239,6 +244,7 @@ class ProcessGroup(ServerProcess):
     async def start(self) -> None:
         try:
             for member in self.members:
+                member.cpus = self.cpus
                 await member.start()
         except BaseException:
             await self.stop()

@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -98,12 +99,15 @@ async def _run_scenario(
     limit: float,
     workdir: Path,
     progress: Progress,
+    wsgate_python: str,
+    server_cpus: frozenset[int] | None,
 ) -> None:
     fresh_each_run = scenario == "memory"
     running: dict[str, ServerProcess] = {}
 
     async def start(name: str, tag: str) -> ServerProcess | None:
-        server = servers.create(name, workdir, tag)
+        server = servers.create(name, workdir, tag, wsgate_python)
+        server.cpus = server_cpus
         running[name] = server
         try:
             await _start(server, client)
@@ -164,6 +168,13 @@ def _brief(figures: Figures) -> str:
     return " ".join(parts)
 
 
+def _build_of(python: str) -> str:
+    """What `wsgate --version` says of the wsgate `python` runs: compiled or pure."""
+    code = "import wsgate; print('compiled (mypyc)' if wsgate.COMPILED else 'pure Python')"
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
 def _versions() -> dict[str, str | None]:
     names = ("wsgate", "aiohttp", "websockets", "picows", "uvloop", "matplotlib")
     return {name: optional.version(name) for name in names}
@@ -178,8 +189,13 @@ async def run(
     workdir: Path,
     progress: Progress,
     loop_name: str,
+    wsgate_python: str = sys.executable,
+    server_cpus: frozenset[int] | None = None,
 ) -> Results:
-    """Run the suite and return its results (never raises for one server's failure)."""
+    """Run the suite and return its results (never raises for one server's failure).
+
+    The wsgate servers run on `wsgate_python` (a compiled build's, say); the servers run
+    on `server_cpus` only, if given (the load generator then has the others)."""
     started = time.time()
     fd_limit = raise_fd_limit()
     client = best_client()
@@ -199,7 +215,17 @@ async def run(
         limit = max(30.0, TIME_LIMITS[scenario] * scale)
         by_name = {row.server: row for row in rows if row.scenario == scenario}
         await _run_scenario(
-            scenario, available, by_name, client, counts, repeat, limit, workdir, progress
+            scenario,
+            available,
+            by_name,
+            client,
+            counts,
+            repeat,
+            limit,
+            workdir,
+            progress,
+            wsgate_python,
+            server_cpus,
         )
     meta = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
@@ -212,6 +238,9 @@ async def run(
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "wsgate_build": _build_of(wsgate_python),
+        "server_cpus": sorted(server_cpus) if server_cpus is not None else None,
+        "client_cpus": sorted(os.sched_getaffinity(0)),
         "open_files_limit": fd_limit,
         "versions": _versions(),
         "peer_pins": list(peers.PINS),

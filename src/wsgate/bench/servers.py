@@ -78,8 +78,13 @@ def _peers_unavailable_reason() -> str | None:
     return None
 
 
-def create(name: str, workdir: Path, tag: str) -> ServerProcess:
-    """A fresh (not yet started) process for server `name`; `tag` names its files."""
+def create(
+    name: str, workdir: Path, tag: str, wsgate_python: str = sys.executable
+) -> ServerProcess:
+    """A fresh (not yet started) process for server `name`; `tag` names its files.
+
+    `wsgate_python` runs the wsgate servers (`wsgate bench --build compiled` gives the
+    compiled build's); the references run on this interpreter."""
     port = free_port()
     log = workdir / f"{name}-{tag}.log"
     python = [sys.executable, "-m"]
@@ -92,7 +97,8 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
         return ServerProcess(
             name,
             [
-                *python,
+                wsgate_python,
+                "-m",
                 "wsgate",
                 "serve",
                 WSGATE_APPS[name],
@@ -110,7 +116,7 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
             store=store,
         )
     if name in REDIS_NODES:
-        return _redis_nodes(name, REDIS_NODES[name], workdir, tag)
+        return _redis_nodes(name, REDIS_NODES[name], workdir, tag, wsgate_python)
     if name in ("websockets", "picows"):
         return ServerProcess(
             name,
@@ -151,7 +157,9 @@ def create(name: str, workdir: Path, tag: str) -> ServerProcess:
     raise ValueError(f"unknown server {name!r}")
 
 
-def _redis_nodes(name: str, count: int, workdir: Path, tag: str) -> ProcessGroup:
+def _redis_nodes(
+    name: str, count: int, workdir: Path, tag: str, wsgate_python: str
+) -> ProcessGroup:
     """A redis-server and `count` wsgate nodes on it, measured as one server."""
     binary = redis_server_binary()
     assert binary is not None, "unavailable_reason() says so first"
@@ -180,7 +188,7 @@ def _redis_nodes(name: str, count: int, workdir: Path, tag: str) -> ProcessGroup
             ServerProcess(
                 f"{name}-node{index}",
                 [
-                    sys.executable,
+                    wsgate_python,
                     "-m",
                     "wsgate",
                     "serve",

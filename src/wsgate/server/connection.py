@@ -1,13 +1,14 @@
 """One open WebSocket: its frames in, its writes out, and how it closes.
 
-picows calls a `LiveConnection` once per frame. A complete text frame is decoded and
-handed to the gateway at once (nearly every message: the hot path); anything spanning
-frames goes through the pure `MessageAssembler`. The connection owns what concerns its
-socket alone: flow control (it stops reading while too many of its messages run),
-writes and back-pressure (senders wait while the client's buffer is full; a client that
-does not catch up is dropped), and the close handshake with its timers. What all the
-connections of a gateway hold together (buffers for clients that do not read, unfinished
-messages) is counted in one `GatewayBuffers`, against the gateway-wide budgets.
+picows calls a `LiveConnection` once per frame (through `upgrade.FrameListener`). A
+complete text frame is decoded and handed to the gateway at once (nearly every message:
+the hot path); anything spanning frames goes through the pure `MessageAssembler`. The
+connection owns what concerns its socket alone: flow control (it stops reading while too
+many of its messages run), writes and back-pressure (senders wait while the client's
+buffer is full; a client that does not catch up is dropped), and the close handshake
+with its timers. What all the connections of a gateway hold together (buffers for
+clients that do not read, unfinished messages) is counted in one `GatewayBuffers`,
+against the gateway-wide budgets.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, Any
 
-from picows import WSFrame, WSListener, WSMsgType, WSTransport
+from picows import WSFrame, WSMsgType, WSTransport
 
 from wsgate.core.close import (
     ABNORMAL_CLOSURE,
@@ -61,8 +62,14 @@ PICOWS_COPY_LIMIT = 8192
 COMPRESS_MIN_BYTES = 1024
 
 
-class LiveConnection(WSListener):
-    """An open socket and what the gateway tracks about it; picows calls it per frame."""
+class LiveConnection:
+    """An open socket and what the gateway tracks about it; picows calls it per frame.
+
+    Not a picows `WSListener` itself: this module is compiled (setup.py), and a compiled
+    class lays out its fields as if its base were `object`, over the Cython object's own
+    (its method table, its weak references): picows, calling `on_ws_connected` through
+    that table, ran `__init__` instead, and the compiled build crashed.
+    """
 
     __slots__ = (
         "assembling",

@@ -317,7 +317,12 @@ class Delivery:
         previous, done = self._last_fan_out, self._loop.create_future()
         self._last_fan_out = done
         try:
-            nodes, targets = await asyncio.gather(others.nodes_for(topic), self._targets(topic))
+            # gather()'s result is a list where its stub says a tuple, which the compiled
+            # build checks (and refuses): awaited as Any, then read as the lists they are.
+            reads: Any = asyncio.gather(others.nodes_for(topic), self._targets(topic))
+            found = await reads
+            nodes: list[Any] = found[0]
+            targets: list[str] = found[1]
             if previous is not None and not previous.done():
                 await asyncio.shield(previous)
             here, gone = self._write_here(targets, is_text, frame, skip)

@@ -4,7 +4,7 @@ API Gateway runs `$connect` while the client's upgrade request waits: a 2xx acce
 other status is the handshake's answer, so no message can arrive before `$connect` has
 returned (docs/compatibility.md §1.2 and §4.1). Here that is `open_connection`: the front
 door paused reading; once `$connect` accepts, the connection is stored and picows takes
-the socket, answers 101 and calls the `LiveConnection` per frame. An app's Lambda
+the socket, answers 101 and calls the `LiveConnection` per frame (`FrameListener`). An app's Lambda
 authorizer runs first (docs/compatibility.md §7): a client it does not allow never
 reaches `$connect`, and what it returns rides on every event of the connection.
 
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from picows import WSUpgradeResponse, WSUpgradeResponseWithListener
+from picows import WSListener, WSTransport, WSUpgradeResponse, WSUpgradeResponseWithListener
 from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-defined]
 
 from wsgate.app import Authorizer, Route
@@ -408,7 +408,8 @@ def _hand_to_picows(
 
     def accept(request: Any) -> WSUpgradeResponseWithListener:
         return WSUpgradeResponseWithListener(
-            WSUpgradeResponse.create_101_response(extra_headers=headers or None), listener
+            WSUpgradeResponse.create_101_response(extra_headers=headers or None),
+            FrameListener(listener),
         )
 
     protocol = WSProtocol(
@@ -429,6 +430,36 @@ def _hand_to_picows(
         1024,  # initial read buffer; it grows for big messages, idle sockets stay small
     )
     hand_over(transport, protocol, canonical_upgrade(head) + rest)
+
+
+class FrameListener(WSListener):
+    """What picows calls for one connection: the `LiveConnection`'s own methods.
+
+    picows calls its listener through the Cython class's method table, so the listener
+    must be a true subclass of `WSListener`, and `LiveConnection` (compiled in the
+    compiled build) cannot be one. The frame callback is the connection's bound method
+    held in a slot, which picows finds in place of `WSListener`'s: a frame reaches the
+    connection in one call, with no Python frame in between. The rare callbacks forward
+    (a bound method each would cost every idle connection about 100 bytes).
+    """
+
+    __slots__ = ("conn", "on_ws_frame")
+
+    def __init__(self, conn: LiveConnection) -> None:
+        self.conn = conn
+        self.on_ws_frame = conn.on_ws_frame  # type: ignore[method-assign]
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.conn.on_ws_connected(transport)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.conn.on_ws_disconnected(transport)
+
+    def pause_writing(self) -> None:
+        self.conn.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.conn.resume_writing()
 
 
 class _ConnectionLog(logging.LoggerAdapter):  # type: ignore[type-arg]
