@@ -221,7 +221,7 @@ def test_an_upgrade_after_an_http_request_on_the_same_connection_is_refused() ->
         body = text.split("\r\n\r\n", 1)[1].encode("latin-1")
         while len(body) < length:
             body += sock.recv(1024)
-        assert json.loads(body) == {"connections": []}
+        assert json.loads(body) == {"connections": [], "count": 0}
         sock.sendall(upgrade_request())
         status, text = read_head(sock)
         assert status == 400

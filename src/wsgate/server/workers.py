@@ -102,9 +102,12 @@ def supervise(config: ServeConfig) -> int:
                 ]
                 # The worker's stdin is a pipe nobody writes: when this process is gone, for
                 # whatever reason, the worker reads end-of-file and stops.
-                processes.append(
-                    subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=[listener.fileno()])
+                process = subprocess.Popen(
+                    command, stdin=subprocess.PIPE, pass_fds=[listener.fileno()]
                 )
+                processes.append(process)
+                if stopping:  # the signal came while Popen ran: `stop` did not see this one
+                    process.send_signal(signal.SIGTERM)
             return _wait(processes, lambda: stopping)
         finally:
             stop(signal.SIGTERM, None)
