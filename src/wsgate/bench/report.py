@@ -85,7 +85,7 @@ TARGETS = (
         1.25,
     ),
     Target(
-        "fan-out: deliveries/s, wsgate / picows", "fanout", "deliveries_per_s", "picows", ">=", 0.8
+        "fan-out: deliveries/s, wsgate / picows", "fanout", "deliveries_per_s", "picows", ">=", 0.9
     ),
     Target(
         "fan-out: server CPU per delivery, wsgate / picows (independent of the client)",
@@ -102,9 +102,9 @@ TARGETS = (
         "connections_per_s",
         "websockets",
         ">=",
-        0.8,
+        1.0,
     ),
-    Target("memory: KB per idle wsgate connection", "memory", "kb_per_connection", None, "<=", 20),
+    Target("memory: KB per idle wsgate connection", "memory", "kb_per_connection", None, "<=", 10),
     Target(
         "echo: messages/s, wsgate / serverless-offline",
         "echo",
