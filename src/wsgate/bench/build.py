@@ -26,7 +26,7 @@ BUILD_FILES = ["setup.py", "pyproject.toml", "README.md"]
 #: Installed beside the wheel: what builds it (no build isolation: nothing is downloaded
 #: again) and what runs the test suite with it.
 TOOLS = ["setuptools>=68", "mypy>=2.4", "pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6"]
-EXTRAS = "testing,aws,metrics"
+EXTRAS = "testing,aws,metrics,redis"
 
 
 class BuildFailed(RuntimeError):
