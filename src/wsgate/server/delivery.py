@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import Any, Protocol
 
 from wsgate.connection_api import ConnectionInfo, Data
@@ -349,7 +349,7 @@ class Delivery:
         return delivered
 
     async def _fan_out_here(
-        self, topic: str | None, is_text: bool, frame: bytes, exclude: tuple[str, ...]
+        self, topic: str | None, is_text: bool, frame: bytes, exclude: Sequence[str]
     ) -> int:
         targets = await self._targets(topic)
         delivered, gone = self._write_here(targets, is_text, frame, exclude)
@@ -364,7 +364,7 @@ class Delivery:
         return await self.store.subscribers(topic)
 
     def _write_here(
-        self, targets: list[str], is_text: bool, frame: bytes, exclude: tuple[str, ...]
+        self, targets: list[str], is_text: bool, frame: bytes, exclude: Sequence[str]
     ) -> tuple[int, list[str]]:
         """Write to the `targets` open here: how many, and the ids no longer open."""
         kind = TEXT if is_text else BINARY
