@@ -50,7 +50,7 @@ def test_the_compiled_wheel_passes_the_hot_path_tests() -> None:
     assert where.startswith(str(venv)), where
     assert all(path.endswith(".so") for path in where.split()[1:]), where
     run(
-        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", *SUITE],
+        [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-x", *SUITE],
         cwd=ROOT,
         timeout=480,
     )

