@@ -24,6 +24,19 @@ def test_ruff_clean() -> None:
 
 
 @pytest.mark.slow
+def test_ruff_format_clean() -> None:
+    """src, tests and examples are as `ruff format` writes them (one style, no diffs of
+    whitespace in reviews)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "src", "tests", "examples"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(300)  # a cold cache on a busy machine takes over a minute
 def test_mypy_strict_clean() -> None:
     """mypy --strict finds nothing in src."""

@@ -307,8 +307,7 @@ class DynamoDBStore:
         indexes = {index["IndexName"]: index for index in table.get("GlobalSecondaryIndexes", [])}
         index = indexes.get(GSI_NAME)
         if schema(table.get("KeySchema", [])) != schema(wanted["KeySchema"]) or (
-            index is None
-            or schema(index.get("KeySchema", [])) != schema(wanted_index["KeySchema"])
+            index is None or schema(index.get("KeySchema", [])) != schema(wanted_index["KeySchema"])
         ):
             raise StoreError(
                 f"DynamoDB table {self.table!r} ({self._where}) is not laid out for wsgate: it "
