@@ -246,13 +246,7 @@ class TestGateway:
         parsed = parse_path(path, self.server.gateway.stage)
         if parsed is None:
             raise WsgateError(f"{path!r} is not an @connections path")
-        delivery = self.server.gateway.delivery
-        api = ManagementAPI(
-            delivery,
-            delivery.connection_ids,
-            stage=self.server.gateway.stage,
-            max_message_bytes=self.server.gateway.limits.max_message_bytes,
-        )
+        api = ManagementAPI.of(self.server.gateway)
         query = dict(parse_qsl(urlsplit(path).query))  # ?limit=N&nextToken=T
         return self._call(lambda: api.handle(method, parsed, body, query))
 

@@ -170,12 +170,7 @@ def http_runner(
     worker, whichever one the request reached.
     """
     hosts = AllowedHosts(allowed_hosts, bind_host=bind_host)
-    management = ManagementAPI(
-        gateway.delivery,
-        gateway.delivery.connection_ids,
-        stage=gateway.stage,
-        max_message_bytes=gateway.limits.max_message_bytes,
-    )
+    management = ManagementAPI.of(gateway)
     paths = socket_paths(gateway.stage)
 
     def refusal(request: web.Request) -> ManagementResponse | None:

@@ -25,10 +25,14 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from wsgate.connection_api import ConnectionsAPI
 from wsgate.exceptions import ConfigError, GoneError, PayloadTooLargeError
+
+if TYPE_CHECKING:
+    from wsgate.server.gateway import Gateway
 
 _SEGMENTS = ("@connections", "%40connections")
 #: What a host name in the allowlist may be made of (IP addresses are checked apart).
@@ -214,6 +218,17 @@ class ManagementAPI:
         self.list_ids = list_ids
         self.stage = stage
         self.max_message_bytes = max_message_bytes
+
+    @classmethod
+    def of(cls, gateway: Gateway) -> ManagementAPI:
+        """The API over `gateway`'s connections (over HTTP, or in process for tests)."""
+        delivery = gateway.delivery
+        return cls(
+            delivery,
+            delivery.connection_ids,
+            stage=gateway.stage,
+            max_message_bytes=gateway.limits.max_message_bytes,
+        )
 
     async def handle(
         self,
